@@ -1,0 +1,74 @@
+"""The async byte-stream shape every layer speaks, and its TCP adapter.
+
+A Noise connection, a yamux stream, a dmsg stream, a transport and a route group all expose the
+same four coroutines, so layers stack without knowing what is underneath:
+
+* ``read(max_bytes)`` returns at least one byte, or ``b""`` once the peer has finished sending;
+* ``readexactly(n)`` returns exactly ``n`` bytes or raises :class:`asyncio.IncompleteReadError`;
+* ``write(data)`` returns once ``data`` is accepted (flow control may make it wait);
+* ``close()`` closes both directions and releases the resources; calling it twice is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class ByteStream(Protocol):
+    """An ordered, reliable, bidirectional byte stream."""
+
+    async def read(self, max_bytes: int = 65536) -> bytes: ...
+
+    async def readexactly(self, n: int) -> bytes: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class TcpStream:
+    """:class:`ByteStream` over an asyncio ``StreamReader``/``StreamWriter`` pair."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self._closed = False
+
+    @classmethod
+    async def connect(cls, host: str, port: int, *, limit: int = 1 << 20) -> TcpStream:
+        reader, writer = await asyncio.open_connection(host, port, limit=limit)
+        return cls(reader, writer)
+
+    @property
+    def peername(self) -> tuple[str, int] | None:
+        peer = self.writer.get_extra_info("peername")
+        return (str(peer[0]), int(peer[1])) if peer else None
+
+    @property
+    def sockname(self) -> tuple[str, int] | None:
+        sock = self.writer.get_extra_info("sockname")
+        return (str(sock[0]), int(sock[1])) if sock else None
+
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        return await self.reader.read(max_bytes)
+
+    async def readexactly(self, n: int) -> bytes:
+        return await self.reader.readexactly(n)
+
+    async def write(self, data: bytes) -> None:
+        if self._closed:
+            raise ConnectionResetError("write on a closed stream")
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass

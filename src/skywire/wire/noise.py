@@ -1,0 +1,435 @@
+"""Noise XK and KK over secp256k1 with ChaCha20-Poly1305 and SHA-256, as dmsg speaks it.
+
+Sans-I/O: :class:`Noise` turns handshake messages and transport frames into bytes and back, with
+no sockets. The asyncio side lives in :mod:`skywire.wire.noise_aio`.
+
+What differs from textbook Noise, and is reproduced here on purpose:
+
+* the DH output is ``SHA-256(compressed(sk·PK)) ‖ 0x00`` (33 bytes, so ``DHLEN = 33``);
+* after ``Split()`` the party that *wrote* the final handshake message encrypts with the second
+  key and the other party with the first (for XK the initiator therefore sends with ``cs2``);
+* transport messages carry an explicit 8-byte big-endian nonce (the first is 1) ahead of the
+  ciphertext; a receiver of a stream accepts only strictly increasing nonces;
+* on the wire every handshake message and every transport message is one frame
+  ``u16 BE length ‖ body``; a transport body is at most 4094 bytes, i.e. 4070 bytes of plaintext.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+from collections import deque
+from enum import Enum
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from skywire.cipher import CipherError, PubKey, SecKey, noise_dh
+from skywire.wire.errors import NoiseError
+
+HASH_LEN = 32
+DH_LEN = 33
+TAG_LEN = 16
+NONCE_LEN = 8
+PREFIX_LEN = 2
+MAX_FRAME_SIZE = 4096
+MAX_BODY_LEN = MAX_FRAME_SIZE - PREFIX_LEN  # 4094
+AUTH_SIZE = NONCE_LEN + TAG_LEN  # 24
+MAX_PLAINTEXT = MAX_FRAME_SIZE - PREFIX_LEN - AUTH_SIZE  # 4070
+
+_U16 = struct.Struct(">H")
+_U64 = struct.Struct(">Q")
+_ZERO4 = bytes(4)
+
+
+class Pattern(Enum):
+    """The two handshake patterns Skywire uses."""
+
+    XK = "XK"  # dmsg session: the initiator knows the responder's static key
+    KK = "KK"  # dmsg stream, transports, route groups: both know each other's static key
+
+    @property
+    def protocol_name(self) -> bytes:
+        return f"Noise_{self.value}_Secp256k1_ChaChaPoly_SHA256".encode()
+
+
+class Role(Enum):
+    INITIATOR = "initiator"
+    RESPONDER = "responder"
+
+
+class HandshakeError(NoiseError):
+    """A handshake message could not be produced or processed."""
+
+
+class DecryptError(NoiseError):
+    """A transport message failed authentication, or its nonce was not accepted."""
+
+
+class FrameError(NoiseError):
+    """A frame is malformed (too long, too short)."""
+
+
+def _aead_nonce(n: int) -> bytes:
+    return _ZERO4 + n.to_bytes(8, "little")
+
+
+def _hkdf(chaining_key: bytes, ikm: bytes) -> tuple[bytes, bytes]:
+    temp = hmac.digest(chaining_key, ikm, "sha256")
+    out1 = hmac.digest(temp, b"\x01", "sha256")
+    out2 = hmac.digest(temp, out1 + b"\x02", "sha256")
+    return out1, out2
+
+
+class _CipherState:
+    """A handshake-phase cipher: implicit nonce counter, reset by each key change."""
+
+    __slots__ = ("_aead", "n")
+
+    def __init__(self) -> None:
+        self._aead: ChaCha20Poly1305 | None = None
+        self.n = 0
+
+    def initialize_key(self, key: bytes) -> None:
+        self._aead = ChaCha20Poly1305(key)
+        self.n = 0
+
+    @property
+    def has_key(self) -> bool:
+        return self._aead is not None
+
+    def encrypt_with_ad(self, ad: bytes, plaintext: bytes) -> bytes:
+        if self._aead is None:
+            return plaintext
+        out = self._aead.encrypt(_aead_nonce(self.n), plaintext, ad)
+        self.n += 1
+        return out
+
+    def decrypt_with_ad(self, ad: bytes, ciphertext: bytes) -> bytes:
+        if self._aead is None:
+            return ciphertext
+        try:
+            out = self._aead.decrypt(_aead_nonce(self.n), ciphertext, ad)
+        except InvalidTag as exc:
+            raise HandshakeError("noise: handshake message failed authentication") from exc
+        self.n += 1
+        return out
+
+
+class _SymmetricState:
+    __slots__ = ("ck", "cs", "h")
+
+    def __init__(self, protocol_name: bytes) -> None:
+        if len(protocol_name) <= HASH_LEN:
+            self.h = protocol_name.ljust(HASH_LEN, b"\x00")
+        else:
+            self.h = hashlib.sha256(protocol_name).digest()
+        self.ck = self.h
+        self.cs = _CipherState()
+
+    def mix_key(self, ikm: bytes) -> None:
+        self.ck, temp_k = _hkdf(self.ck, ikm)
+        self.cs.initialize_key(temp_k[:32])
+
+    def mix_hash(self, data: bytes) -> None:
+        self.h = hashlib.sha256(self.h + data).digest()
+
+    def encrypt_and_hash(self, plaintext: bytes) -> bytes:
+        ct = self.cs.encrypt_with_ad(self.h, plaintext)
+        self.mix_hash(ct)
+        return ct
+
+    def decrypt_and_hash(self, ciphertext: bytes) -> bytes:
+        pt = self.cs.decrypt_with_ad(self.h, ciphertext)
+        self.mix_hash(ciphertext)
+        return pt
+
+    def split(self) -> tuple[bytes, bytes]:
+        k1, k2 = _hkdf(self.ck, b"")
+        return k1, k2
+
+
+# Message token lists, per pattern.
+_MESSAGES: dict[Pattern, tuple[tuple[str, ...], ...]] = {
+    Pattern.XK: (("e", "es"), ("e", "ee"), ("s", "se")),
+    Pattern.KK: (("e", "es", "ss"), ("e", "ee", "se")),
+}
+
+
+class TransportCipher:
+    """One direction of a transport: ChaCha20-Poly1305 with explicit 8-byte nonces."""
+
+    __slots__ = ("_aead", "key", "nonce")
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self._aead = ChaCha20Poly1305(key)
+        self.nonce = 0
+
+    def seal(self, plaintext: bytes | memoryview) -> bytes:
+        """``u64 BE nonce ‖ ciphertext ‖ tag``, with the next nonce."""
+        self.nonce += 1
+        n = self.nonce
+        return _U64.pack(n) + self._aead.encrypt(_aead_nonce(n), plaintext, None)
+
+    def open(self, body: bytes, *, strict: bool = True) -> bytes:
+        """Decrypt ``u64 BE nonce ‖ ciphertext ‖ tag``.
+
+        With ``strict`` (streams), the nonce must be greater than the last accepted one; without
+        it (a session's signed objects) any nonce is accepted.
+        """
+        if len(body) < NONCE_LEN:
+            raise DecryptError("noise: transport message shorter than its nonce")
+        (n,) = _U64.unpack_from(body)
+        if strict and n <= self.nonce:
+            raise DecryptError(f"noise: nonce {n} not above the last accepted nonce {self.nonce}")
+        try:
+            pt = self._aead.decrypt(_aead_nonce(n), body[NONCE_LEN:], None)
+        except InvalidTag as exc:
+            raise DecryptError("noise: transport message failed authentication") from exc
+        if strict:
+            self.nonce = n
+        return pt
+
+
+class Noise:
+    """One side of a Noise XK or KK handshake, then its transport ciphers.
+
+    ``ephemeral`` fixes the ephemeral key (tests reproduce the golden vectors with it); normally
+    a fresh one is drawn.
+    """
+
+    def __init__(
+        self,
+        pattern: Pattern,
+        role: Role,
+        local_sk: SecKey,
+        remote_pk: PubKey | None = None,
+        *,
+        ephemeral: SecKey | None = None,
+    ) -> None:
+        self.pattern = pattern
+        self.role = role
+        self.local_sk = local_sk
+        self.local_pk = local_sk.pubkey()
+        needs_remote = pattern is Pattern.KK or role is Role.INITIATOR
+        if needs_remote and (remote_pk is None or remote_pk.is_null()):
+            raise HandshakeError(f"noise: {pattern.value} {role.value} needs the remote static key")
+        self.remote_pk: PubKey | None = remote_pk if needs_remote else None
+        self._e = ephemeral or SecKey.generate()
+        self._re: PubKey | None = None
+        self._ss = _SymmetricState(pattern.protocol_name)
+        self._ss.mix_hash(b"")  # empty prologue, still mixed in
+        if pattern is Pattern.KK:
+            initiator_pk = self.local_pk if role is Role.INITIATOR else remote_pk
+            responder_pk = remote_pk if role is Role.INITIATOR else self.local_pk
+            assert initiator_pk is not None and responder_pk is not None
+            self._ss.mix_hash(initiator_pk.raw)
+            self._ss.mix_hash(responder_pk.raw)
+        else:
+            responder_pk = remote_pk if role is Role.INITIATOR else self.local_pk
+            assert responder_pk is not None
+            self._ss.mix_hash(responder_pk.raw)
+        self._messages = _MESSAGES[pattern]
+        self._index = 0
+        self.send: TransportCipher | None = None
+        self.recv: TransportCipher | None = None
+        self.handshake_hash: bytes = b""
+        self.split_keys: tuple[bytes, bytes] = (b"", b"")
+
+    # --- handshake -----------------------------------------------------------------------
+    @property
+    def handshake_finished(self) -> bool:
+        return self.send is not None
+
+    def _my_turn(self) -> bool:
+        initiator_turn = self._index % 2 == 0
+        return initiator_turn == (self.role is Role.INITIATOR)
+
+    def _dh(self, token: str) -> bytes:
+        """The DH for a token, from this side's point of view."""
+        i_am_initiator = self.role is Role.INITIATOR
+        # Token letters name (initiator key, responder key).
+        mine, theirs = (token[0], token[1]) if i_am_initiator else (token[1], token[0])
+        sk = self._e if mine == "e" else self.local_sk
+        pk = self._re if theirs == "e" else self.remote_pk
+        if pk is None:
+            raise HandshakeError("noise: remote key missing for DH")
+        try:
+            return noise_dh(sk, pk)
+        except CipherError as exc:
+            raise HandshakeError(f"noise: DH failed: {exc}") from exc
+
+    def write_message(self, payload: bytes = b"") -> bytes:
+        """Produce the next handshake message (this side's turn)."""
+        if self.handshake_finished or self._index >= len(self._messages):
+            raise HandshakeError("noise: handshake already finished")
+        if not self._my_turn():
+            raise HandshakeError("noise: not this side's turn to write")
+        out = bytearray()
+        for token in self._messages[self._index]:
+            if token == "e":
+                epk = self._e.pubkey().raw
+                out += epk
+                self._ss.mix_hash(epk)
+            elif token == "s":
+                out += self._ss.encrypt_and_hash(self.local_pk.raw)
+            else:
+                self._ss.mix_key(self._dh(token))
+        out += self._ss.encrypt_and_hash(payload)
+        self._advance(wrote=True)
+        return bytes(out)
+
+    def read_message(self, message: bytes) -> bytes:
+        """Process the peer's next handshake message; returns its (empty) payload."""
+        if self.handshake_finished or self._index >= len(self._messages):
+            raise HandshakeError("noise: handshake already finished")
+        if self._my_turn():
+            raise HandshakeError("noise: expected to write, not read")
+        msg = memoryview(bytes(message))
+        for token in self._messages[self._index]:
+            if token == "e":
+                if len(msg) < DH_LEN:
+                    raise HandshakeError("noise: handshake message too short")
+                try:
+                    self._re = PubKey.from_bytes(bytes(msg[:DH_LEN]))
+                except CipherError as exc:
+                    raise HandshakeError(f"noise: bad ephemeral key: {exc}") from exc
+                self._ss.mix_hash(self._re.raw)
+                msg = msg[DH_LEN:]
+            elif token == "s":
+                n = DH_LEN + (TAG_LEN if self._ss.cs.has_key else 0)
+                if len(msg) < n:
+                    raise HandshakeError("noise: handshake message too short")
+                raw = self._ss.decrypt_and_hash(bytes(msg[:n]))
+                try:
+                    self.remote_pk = PubKey.from_bytes(raw)
+                except CipherError as exc:
+                    raise HandshakeError(f"noise: bad static key: {exc}") from exc
+                msg = msg[n:]
+            else:
+                self._ss.mix_key(self._dh(token))
+        if self._ss.cs.has_key and len(msg) < TAG_LEN:
+            raise HandshakeError("noise: handshake message too short")
+        payload = self._ss.decrypt_and_hash(bytes(msg))
+        self._advance(wrote=False)
+        return payload
+
+    def _advance(self, *, wrote: bool) -> None:
+        self._index += 1
+        if self._index < len(self._messages):
+            return
+        k1, k2 = self._ss.split()
+        self.split_keys = (k1, k2)
+        self.handshake_hash = self._ss.h
+        # The writer of the final message sends with the second key.
+        send_key, recv_key = (k2, k1) if wrote else (k1, k2)
+        self.send = TransportCipher(send_key)
+        self.recv = TransportCipher(recv_key)
+
+    # --- transport -----------------------------------------------------------------------
+    def _ciphers(self) -> tuple[TransportCipher, TransportCipher]:
+        if self.send is None or self.recv is None:
+            raise NoiseError("noise: handshake not finished")
+        return self.send, self.recv
+
+    def encrypt(self, plaintext: bytes) -> bytes:
+        """One transport body (nonce ‖ ciphertext ‖ tag), without the length prefix."""
+        return self._ciphers()[0].seal(plaintext)
+
+    def decrypt(self, body: bytes, *, strict: bool = True) -> bytes:
+        return self._ciphers()[1].open(body, strict=strict)
+
+    def encode_frames(self, data: bytes) -> bytes:
+        """Split ``data`` into ≤4070-byte pieces, each sealed and length-prefixed."""
+        send = self._ciphers()[0]
+        if not data:
+            return b""
+        view = memoryview(data)
+        out = []
+        for off in range(0, len(data), MAX_PLAINTEXT):
+            body = send.seal(view[off : off + MAX_PLAINTEXT])
+            out.append(_U16.pack(len(body)))
+            out.append(body)
+        return b"".join(out)
+
+    def encode_object(self, data: bytes) -> bytes:
+        """One sealed, length-prefixed frame of up to 64 KiB (a session's signed objects)."""
+        body = self._ciphers()[0].seal(data)
+        if len(body) > 0xFFFF:
+            raise FrameError("noise: object too large for one frame")
+        return _U16.pack(len(body)) + body
+
+
+def frame(body: bytes) -> bytes:
+    """``u16 BE length ‖ body``, as each handshake message travels."""
+    if len(body) > 0xFFFF:
+        raise FrameError("noise: frame body too large")
+    return _U16.pack(len(body)) + body
+
+
+class FrameReader:
+    """Incremental splitter of ``u16 BE length ‖ body`` frames.
+
+    ``max_body`` bounds what a peer may announce; anything longer is fatal, as it is for the
+    reference reader.
+    """
+
+    __slots__ = ("_buf", "_frames", "max_body")
+
+    def __init__(self, max_body: int = MAX_BODY_LEN) -> None:
+        self._buf = bytearray()
+        self._frames: deque[bytes] = deque()
+        self.max_body = max_body
+
+    def feed(self, data: bytes) -> None:
+        buf = self._buf
+        buf += data
+        off = 0
+        end = len(buf)
+        while end - off >= PREFIX_LEN:
+            (n,) = _U16.unpack_from(buf, off)
+            if n > self.max_body:
+                raise FrameError(f"noise: frame length {n} exceeds {self.max_body}")
+            if end - off - PREFIX_LEN < n:
+                break
+            start = off + PREFIX_LEN
+            self._frames.append(bytes(buf[start : start + n]))
+            off = start + n
+        if off:
+            del buf[:off]
+
+    def next_frame(self) -> bytes | None:
+        return self._frames.popleft() if self._frames else None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held that do not yet form a whole frame."""
+        return len(self._buf)
+
+    def take_buffer(self) -> bytes:
+        """Hand back (and forget) every byte not yet returned as a frame, whole frames first."""
+        out = b"".join(frame(f) for f in self._frames) + bytes(self._buf)
+        self._frames.clear()
+        self._buf.clear()
+        return out
+
+
+class TransportDecoder:
+    """Transport frames in, plaintext out (strict nonces; empty frames skipped)."""
+
+    __slots__ = ("_noise", "_reader")
+
+    def __init__(self, noise: Noise) -> None:
+        self._noise = noise
+        self._reader = FrameReader()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._reader.feed(data)
+        out = []
+        while (body := self._reader.next_frame()) is not None:
+            pt = self._noise.decrypt(body)
+            if pt:
+                out.append(pt)
+        return out

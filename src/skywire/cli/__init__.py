@@ -1,0 +1,1 @@
+"""The ``skywire`` command tree: thin wrappers that parse, call and print."""

@@ -1,0 +1,33 @@
+"""``skywire``: the root of the command tree."""
+
+from __future__ import annotations
+
+import typer
+
+from skywire import __version__
+
+app = typer.Typer(
+    name="skywire",
+    help="Skywire in Python: a decentralized overlay network addressed by secp256k1 public keys.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+dmsg_app = typer.Typer(help="dmsg: discovery, relay servers, clients and HTTP over dmsg.")
+app.add_typer(dmsg_app, name="dmsg")
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def _register() -> None:
+    """Attach the sub-commands that live in their own modules."""
+    from skywire.cli import demo
+
+    demo.register(app)
+
+
+_register()

@@ -1,0 +1,1 @@
+"""dmsg: PK-addressed relay messaging (discovery entries, sessions, streams, dmsghttp)."""

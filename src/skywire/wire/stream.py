@@ -12,7 +12,11 @@ same four coroutines, so layers stack without knowing what is underneath:
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol, runtime_checkable
+import contextlib
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from skywire.cipher import PubKey
 
 
 @runtime_checkable
@@ -68,7 +72,22 @@ class TcpStream:
             return
         self._closed = True
         self.writer.close()
-        try:
+        with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
+
+
+@runtime_checkable
+class Listener(Protocol):
+    """Hands out incoming :class:`ByteStream` s (a dmsg port, a transport listener...)."""
+
+    async def accept(self) -> ByteStream:
+        """The next incoming stream; raises ``ConnectionError`` once the listener is closed."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Dialer(Protocol):
+    """Opens a :class:`ByteStream` to ``(pk, port)``."""
+
+    async def __call__(self, pk: PubKey, port: int) -> ByteStream: ...

@@ -1,1 +1,1 @@
-"""Network services: dmsg discovery, transport discovery, address resolver, route finder, setup node."""
+"""Network services: dmsg discovery, transport discovery, address resolver, route finder, RSN."""

@@ -1,0 +1,174 @@
+"""``skywire dmsg disc``: run the dmsg discovery service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from skywire.cipher import CipherError, PubKey
+from skywire.dmsg.disc_entry import split_host_port
+
+_DEFAULT_DB = Path("./dmsg-discovery.db")
+
+
+class StoreKind(enum.StrEnum):
+    sqlite = "sqlite"
+    memory = "memory"
+    redis = "redis"
+
+
+def _parse_addr(addr: str) -> tuple[str, int]:
+    try:
+        host, port_text = split_host_port(addr)
+        port = int(port_text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{addr!r} is not host:port ({exc})", param_hint="--addr") from exc
+    if not 0 <= port <= 65535:
+        raise typer.BadParameter(f"port {port} out of range", param_hint="--addr")
+    return host, port
+
+
+def _parse_pks(text: str, option: str) -> list[PubKey]:
+    out: list[PubKey] = []
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            out.append(PubKey.from_hex(item))
+        except CipherError as exc:
+            raise typer.BadParameter(f"{item!r}: {exc}", param_hint=option) from exc
+    return out
+
+
+async def _serve(
+    *,
+    host: str,
+    port: int,
+    store_kind: StoreKind,
+    db: Path,
+    redis_url: str,
+    redis_namespace: str,
+    test_mode: bool,
+    auth: str,
+    official_servers: list[PubKey],
+) -> None:
+    from skywire.services.dmsgdisc.api import DiscoveryServer
+    from skywire.services.dmsgdisc.store import open_store
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    store = await open_store(
+        store_kind.value,
+        db=str(db),
+        redis_url=redis_url,
+        redis_password=os.environ.get("REDIS_PASSWORD") or None,
+        namespace=redis_namespace,
+    )
+    where = {
+        StoreKind.sqlite: f"sqlite {db}",
+        StoreKind.memory: "memory",
+        StoreKind.redis: f"redis {redis_url}",
+    }[store_kind]
+    async with store:
+        server = DiscoveryServer(
+            store,
+            host,
+            port,
+            test_mode=test_mode,
+            auth_passphrase=auth,
+            official_servers=official_servers,
+        )
+        async with server:
+            shown = f"{host or '*'}:{server.port}"
+            typer.echo(f"dmsg discovery listening on {shown} (store: {where})")
+            if test_mode:
+                typer.echo("test mode: loopback server addresses are accepted")
+            await stop.wait()
+            typer.echo("shutting down")
+
+
+def register(dmsg_app: typer.Typer) -> None:
+    """Attach ``disc`` to the ``skywire dmsg`` command group."""
+
+    @dmsg_app.command("disc")
+    def disc(
+        addr: Annotated[
+            str,
+            typer.Option(
+                "--addr", "-a", help="Listen address host:port (empty host: all interfaces)."
+            ),
+        ] = ":9090",
+        store: Annotated[
+            StoreKind, typer.Option("--store", help="Where entries live.")
+        ] = StoreKind.sqlite,
+        db: Annotated[
+            Path, typer.Option("--db", help="SQLite file (--store sqlite).")
+        ] = _DEFAULT_DB,
+        redis: Annotated[
+            str,
+            typer.Option(
+                "--redis", help="Redis URL (--store redis); password from $REDIS_PASSWORD."
+            ),
+        ] = "redis://localhost:6379",
+        redis_namespace: Annotated[
+            str,
+            typer.Option(
+                "--redis-namespace", help="Prefix of every Redis key (empty: upstream layout)."
+            ),
+        ] = "",
+        test_mode: Annotated[
+            bool, typer.Option("--test-mode", "-t", help="Accept loopback server addresses.")
+        ] = False,
+        auth: Annotated[
+            str,
+            typer.Option(
+                "--auth", help="Passphrase marking a server entry 'official' via serverType."
+            ),
+        ] = "",
+        official_servers: Annotated[
+            str,
+            typer.Option(
+                "--official-servers", help="Comma-separated PKs of official dmsg servers."
+            ),
+        ] = "",
+        log_level: Annotated[
+            str, typer.Option("--log-level", help="debug, info, warning or error.")
+        ] = "info",
+    ) -> None:
+        """Run the dmsg discovery service (HTTP API of skycoin/dmsg's dmsg-discovery)."""
+        level = getattr(logging, log_level.upper(), None)
+        if not isinstance(level, int):
+            raise typer.BadParameter(f"unknown level {log_level!r}", param_hint="--log-level")
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        host, port = _parse_addr(addr)
+        officials = _parse_pks(official_servers, "--official-servers")
+        try:
+            asyncio.run(
+                _serve(
+                    host=host,
+                    port=port,
+                    store_kind=store,
+                    db=db,
+                    redis_url=redis,
+                    redis_namespace=redis_namespace,
+                    test_mode=test_mode,
+                    auth=auth,
+                    official_servers=officials,
+                )
+            )
+        except KeyboardInterrupt:
+            pass
+        except Exception as exc:  # a store that cannot open, a port in use: say so and exit
+            logging.getLogger("skywire.dmsgdisc").debug("startup failed", exc_info=True)
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc

@@ -1,0 +1,214 @@
+"""Typed async client of the dmsg discovery HTTP API (works against the Go discovery too).
+
+Every refusal by the discovery raises the typed :class:`~skywire.dmsg.disc_entry.DiscError`
+subclass its message names (``WrongSequenceError``, ``KeyNotFoundError``, …), as the Go client
+maps messages back to errors. Connection failures surface as ``aiohttp.ClientError`` /
+``TimeoutError``; a 200 answer that does not parse raises
+:class:`~skywire.dmsg.disc_entry.EntryDecodeError`.
+
+Fetched entries are not signature-checked: the [2024] discovery rewrites ``serverType`` after
+verification, so stored server entries no longer verify (as upstream, which never checks them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import replace
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+
+from skywire.cipher import PubKey, SecKey
+from skywire.dmsg.disc_entry import (
+    Clock,
+    DiscError,
+    DiscVersion,
+    Entry,
+    EntryDecodeError,
+    WrongSequenceError,
+    error_from_message,
+    parse_entries,
+    parse_entry,
+    parse_pubkeys,
+    sign,
+)
+
+__all__ = ["DEFAULT_TIMEOUT", "MAX_PUT_ATTEMPTS", "DiscClient"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 20.0
+"""Seconds allowed for one request when the client owns its HTTP session."""
+
+MAX_PUT_ATTEMPTS = 8
+"""How many times :meth:`DiscClient.put_entry` re-sequences before giving up."""
+
+_PREFIX = "/dmsg-discovery"
+
+
+def _error_from_response(status: int, body: bytes) -> DiscError:
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError):
+        obj = None
+    if isinstance(obj, dict) and isinstance(obj.get("message"), str):
+        return error_from_message(obj["message"], status)
+    text = body.decode("utf-8", "replace").strip()
+    return DiscError(status, text or f"HTTP {status}")
+
+
+class DiscClient:
+    """A client of one discovery at ``base_url`` (``http://host:port``, no trailing path).
+
+    Pass an ``aiohttp.ClientSession`` to share one; otherwise the client opens its own and closes
+    it in :meth:`close` / ``async with``. ``version`` is the field set entries are signed with in
+    :meth:`put_entry` (leave the [2024]-only fields empty to be accepted by both revisions).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        clock: Clock = time.time_ns,
+        timeout: float = DEFAULT_TIMEOUT,
+        version: DiscVersion = DiscVersion.V2024,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._session = session
+        self._owns_session = session is None
+        self._clock = clock
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._version = version
+        self._put_lock = asyncio.Lock()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP session if this client opened it."""
+        if self._owns_session and self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        params: dict[str, str] | None = None,
+    ) -> bytes:
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        async with self._http().request(
+            method,
+            self.base_url + path,
+            data=body,
+            params=params,
+            headers=headers,
+            timeout=self._timeout,
+        ) as resp:
+            payload = await resp.read()
+            if resp.status != 200:
+                raise _error_from_response(resp.status, payload)
+            return payload
+
+    # -- entries -----------------------------------------------------------------------------
+
+    async def get_entry(self, pk: PubKey) -> Entry:
+        """The entry of ``pk``; raises ``KeyNotFoundError`` when there is none."""
+        return parse_entry(await self._request("GET", f"{_PREFIX}/entry/{pk.hex()}"))
+
+    async def post_entry(self, entry: Entry, *, timeout: bool = False) -> str:
+        """POST an already signed entry; returns the discovery's message.
+
+        ``timeout=True`` asks for a 3-minute lifetime on a client entry (servers always get 2).
+        """
+        params = {"timeout": "true"} if timeout else None
+        payload = await self._request(
+            "POST", f"{_PREFIX}/entry/", body=entry.to_json(), params=params
+        )
+        return _message_of(payload)
+
+    async def put_entry(self, sk: SecKey, entry: Entry) -> Entry:
+        """Publish the next iteration of ``entry`` and return the entry as published.
+
+        The sequence becomes ``entry.sequence + 1`` and the timestamp now; on a wrong-sequence
+        refusal the remote entry is fetched and the post retried with ``remote.sequence + 1`` —
+        unless the remote entry is newer than ours, in which case nothing is posted and the
+        returned entry just carries the remote sequence.
+        """
+        async with self._put_lock:
+            current = replace(entry, sequence=entry.sequence + 1, timestamp=self._clock())
+            for _attempt in range(MAX_PUT_ATTEMPTS):
+                signed = sign(current, sk, self._version)
+                try:
+                    await self.post_entry(signed)
+                    return signed
+                except WrongSequenceError:
+                    remote = await self.get_entry(current.static)
+                    if remote.timestamp > current.timestamp:
+                        log.debug("remote entry of %s is newer; dropping update", current.static)
+                        return replace(current, sequence=remote.sequence)
+                    current = replace(current, sequence=remote.sequence + 1)
+            raise WrongSequenceError(f"gave up after {MAX_PUT_ATTEMPTS} attempts")
+
+    async def delete_entry(self, entry: Entry) -> None:
+        """Delete the entry of ``entry.static``; the body is the (signed) entry itself."""
+        await self._request("DELETE", f"{_PREFIX}/entry", body=entry.to_json())
+
+    # -- listings ----------------------------------------------------------------------------
+
+    async def available_servers(self) -> list[Entry]:
+        """Servers with free sessions, most room first; ``NoAvailableServersError`` when none."""
+        return parse_entries(await self._request("GET", f"{_PREFIX}/available_servers"))
+
+    async def all_servers(self) -> list[Entry]:
+        """Every server entry; ``NoAvailableServersError`` when none."""
+        return parse_entries(await self._request("GET", f"{_PREFIX}/all_servers"))
+
+    async def entries(self) -> list[PubKey]:
+        """Keys of every client entry."""
+        return parse_pubkeys(await self._request("GET", f"{_PREFIX}/entries"))
+
+    async def visor_entries(self) -> list[PubKey]:
+        """Keys of client entries registered as visors ([2024] discoveries only)."""
+        return parse_pubkeys(await self._request("GET", f"{_PREFIX}/visorEntries"))
+
+    async def health(self) -> dict[str, Any]:
+        """The ``/health`` document."""
+        payload = await self._request("GET", "/health")
+        try:
+            obj = json.loads(payload)
+        except (ValueError, RecursionError) as exc:
+            raise EntryDecodeError(f"health: invalid JSON: {exc}") from exc
+        if not isinstance(obj, dict):
+            raise EntryDecodeError("health: expected an object")
+        return obj
+
+
+def _message_of(payload: bytes) -> str:
+    try:
+        obj = json.loads(payload)
+    except (ValueError, RecursionError):
+        return ""
+    if isinstance(obj, dict) and isinstance(obj.get("message"), str):
+        return str(obj["message"])
+    return ""

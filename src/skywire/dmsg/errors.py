@@ -100,3 +100,7 @@ class DmsgError(Exception):
 
     def __hash__(self) -> int:
         return hash(int(self.code))
+
+
+class DmsgClosedError(DmsgError, ConnectionError):
+    """The client, session or listener is closed (code 200 or 201)."""

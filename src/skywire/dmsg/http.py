@@ -915,3 +915,21 @@ async def fetch(
         response = await client.request(method, str(url), headers=headers, content=content)
         await response.aread()
         return response
+
+
+@contextlib.asynccontextmanager
+async def fetch_stream(
+    dial: Dialer,
+    url: str | DmsgURL,
+    *,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    content: bytes | None = None,
+    timeout: float | httpx.Timeout | None = 20.0,
+) -> AsyncIterator[httpx.Response]:
+    """One request over dmsg whose body is read by the caller (``resp.aiter_bytes()``)."""
+    async with (
+        httpx.AsyncClient(transport=DmsgTransport(dial), timeout=timeout) as client,
+        client.stream(method, str(url), headers=headers, content=content) as response,
+    ):
+        yield response

@@ -158,13 +158,18 @@ def verify_request(obj: SignedObject, req: StreamRequest) -> None:
 
 
 def verify_response(
-    obj: SignedObject, resp: StreamResponse, req_obj: SignedObject, req: StreamRequest
+    obj: SignedObject,
+    resp: StreamResponse,
+    req_obj: SignedObject,
+    req: StreamRequest,
+    *,
+    require_accepted: bool = True,
 ) -> None:
     """The checks on a response: it names our request, the destination signed it, it accepts."""
     if resp.req_hash != req_obj.hash():
         raise DmsgError(ErrorCode.DIAL_RESP_INVALID_HASH)
     obj.check_signer(req.dst.pk, ErrorCode.DIAL_RESP_INVALID_SIG)
-    if not resp.accepted:
+    if require_accepted and not resp.accepted:
         if resp.err_code:
             raise DmsgError(resp.err_code, "rejected by the remote")
         raise DmsgError(ErrorCode.DIAL_RESP_NOT_ACCEPTED)

@@ -1,0 +1,606 @@
+"""The dmsg client: sessions to servers, a published client entry, dial and listen.
+
+``async with Client(sk, disc) as client:`` keeps sessions to ``min_sessions`` servers taken from
+discovery (reconnecting with backoff when one goes away), publishes its entry listing those
+servers as its delegated servers, and lets the application ``dial(pk, port)`` and
+``listen(port)``. Streams are end-to-end Noise KK between the two clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from skywire.cipher import PubKey, SecKey
+from skywire.dmsg.addr import Addr, PortAllocator
+from skywire.dmsg.ctrl import CTRL_PORT, Control
+from skywire.dmsg.disc_entry import (
+    ClientInfo,
+    DiscError,
+    Entry,
+    KeyNotFoundError,
+    NoAvailableServersError,
+)
+from skywire.dmsg.entry_keeper import EntryKeeper
+from skywire.dmsg.errors import DmsgClosedError, DmsgError, ErrorCode
+from skywire.dmsg.session import (
+    SESSION_HANDSHAKE_TIMEOUT,
+    STREAM_HANDSHAKE_TIMEOUT,
+    Session,
+    client_handshake,
+)
+from skywire.dmsg.types import (
+    SignedObject,
+    StreamRequest,
+    StreamResponse,
+    decode_request,
+    decode_response,
+    now_nanos,
+    sign_request,
+    sign_response,
+    verify_request,
+    verify_response,
+)
+from skywire.services.dmsgdisc.client import DiscClient
+from skywire.wire.errors import NoiseError, WireError
+from skywire.wire.noise import Noise, Pattern, Role
+from skywire.wire.noise_aio import NoiseStream
+from skywire.wire.stream import TcpStream
+from skywire.wire.yamux import YamuxConfig
+from skywire.wire.yamux_aio import YamuxStream
+
+log = logging.getLogger(__name__)
+
+ACCEPT_BUFFER_SIZE = 20
+DIAL_TIMEOUT = 10.0
+# Hold back the first yamux frame after msg3 for a moment: a reference server fails the
+# session (error 203) when yamux bytes arrive together with the last handshake message.
+MIN_WRITE_HOLD = 0.005
+MAX_WRITE_HOLD = 0.2
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Reconnection wait: ``initial``, times ``factor`` per failure, at most ``maximum``."""
+
+    initial: float = 5.0
+    factor: float = 1.3
+    maximum: float = 60.0
+
+
+class DmsgStream(NoiseStream):
+    """An end-to-end encrypted dmsg stream between two clients."""
+
+    def __init__(
+        self,
+        ystream: YamuxStream,
+        noise: Noise,
+        *,
+        local_addr: Addr,
+        remote_addr: Addr,
+        session: Session,
+        on_close: list[PortAllocator] | None = None,
+    ) -> None:
+        super().__init__(ystream, noise)
+        self.ystream = ystream
+        self.local_addr = local_addr
+        self.remote_addr = remote_addr
+        self.session = session
+        self._ports = on_close
+        self._closed = False
+
+    @property
+    def server_pk(self) -> PubKey:
+        """The server this stream is relayed through."""
+        return self.session.remote_pk
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._ports:
+            for ports in self._ports:
+                ports.release(self.local_addr.port)
+        with contextlib.suppress(ConnectionError, WireError, OSError):
+            await self.ystream.close()
+
+    def __repr__(self) -> str:
+        return f"DmsgStream({self.local_addr} -> {self.remote_addr})"
+
+
+class DmsgListener:
+    """Incoming streams on one port (``accept()`` until ``close()``)."""
+
+    def __init__(self, client: Client, port: int) -> None:
+        self.client = client
+        self.addr = Addr(client.pk, port)
+        self._queue: asyncio.Queue[DmsgStream] = asyncio.Queue(ACCEPT_BUFFER_SIZE)
+        self._closed = asyncio.Event()
+
+    @property
+    def port(self) -> int:
+        return self.addr.port
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def _offer(self, stream: DmsgStream) -> None:
+        self._queue.put_nowait(stream)
+
+    def _full(self) -> bool:
+        return self._queue.full()
+
+    async def accept(self) -> DmsgStream:
+        if self._closed.is_set() and self._queue.empty():
+            raise DmsgClosedError(ErrorCode.ENTITY_CLOSED, f"listener on port {self.port} closed")
+        get = asyncio.ensure_future(self._queue.get())
+        closed = asyncio.ensure_future(self._closed.wait())
+        try:
+            await asyncio.wait({get, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (get, closed):
+                if not t.done():
+                    t.cancel()
+            await asyncio.gather(get, closed, return_exceptions=True)
+        if get.done() and not get.cancelled():
+            return get.result()
+        raise DmsgClosedError(ErrorCode.ENTITY_CLOSED, f"listener on port {self.port} closed")
+
+    async def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self.client._listeners.pop(self.port, None)
+        self.client.ports.release(self.port)
+        while not self._queue.empty():
+            await self._queue.get_nowait().close()
+
+    async def __aenter__(self) -> DmsgListener:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class Client:
+    """A dmsg client. One per public key per process."""
+
+    _active: ClassVar[dict[PubKey, Client]] = {}
+
+    def __init__(
+        self,
+        sk: SecKey,
+        disc: DiscClient,
+        *,
+        min_sessions: int = 1,
+        client_type: str = "",
+        backoff: Backoff | None = None,
+        yamux_config: YamuxConfig | None = None,
+        serve_ctrl: bool = True,
+        refresh_interval: float = 60.0,
+    ) -> None:
+        self.sk = sk
+        self.pk = sk.pubkey()
+        self.disc = disc
+        self.min_sessions = min_sessions
+        self.client_type = client_type
+        self.backoff = backoff or Backoff()
+        self.yamux_config = yamux_config
+        self.serve_ctrl = serve_ctrl
+        self.refresh_interval = refresh_interval
+        self.ports = PortAllocator()
+        self.sessions: dict[PubKey, Session] = {}
+        self._pending: dict[PubKey, asyncio.Future[Session]] = {}
+        self._listeners: dict[int, DmsgListener] = {}
+        self._keeper = EntryKeeper(disc, sk)
+        self._changed = asyncio.Event()
+        self._published = asyncio.Event()
+        self._session_tasks: dict[PubKey, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._serve_task: asyncio.Task[None] | None = None
+        self._ctrl_task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._started = False
+
+    # ------------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> Client:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        other = Client._active.get(self.pk)
+        if other is not None and other is not self:
+            raise DmsgError(
+                ErrorCode.ENTITY_CLOSED,
+                f"a dmsg client for {self.pk} already runs in this process; share it",
+            )
+        Client._active[self.pk] = self
+        self._started = True
+        self._serve_task = asyncio.create_task(self._serve(), name=f"dmsg-client-{self.pk}")
+        if self.serve_ctrl:
+            listener = await self.listen(CTRL_PORT)
+            self._ctrl_task = asyncio.create_task(self._serve_ctrl(listener))
+
+    async def close(self) -> None:
+        """Close listeners and sessions, delete the entry, await every task."""
+        if self._closed:
+            return
+        self._closed = True
+        for listener in list(self._listeners.values()):
+            await listener.close()
+        owned = [self._serve_task, self._ctrl_task, *self._tasks]
+        for task in owned:
+            if task is not None:
+                task.cancel()
+        for fut in self._pending.values():
+            fut.cancel()
+        for session in list(self.sessions.values()):
+            await session.close()
+        waiting = [t for t in [*owned, *self._session_tasks.values()] if t is not None]
+        if waiting:
+            await asyncio.wait(waiting)
+        self.sessions.clear()
+        await self._keeper.delete()
+        if Client._active.get(self.pk) is self:
+            del Client._active[self.pk]
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def ready(self, timeout: float = 10.0) -> None:
+        """Wait until the wanted sessions exist and the entry listing them is published."""
+        async with asyncio.timeout(timeout):
+            while True:
+                want = self.min_sessions or 1
+                if len(self.sessions) >= want and self._published.is_set():
+                    return
+                await self._wait_change()
+
+    async def _wait_change(self) -> None:
+        self._changed.clear()
+        await self._changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    # ------------------------------------------------------------------ server selection
+    async def _serve(self) -> None:
+        wait = self.backoff.initial
+        while True:
+            try:
+                await self._top_up()
+            except (DiscError, OSError, TimeoutError) as exc:
+                log.info("dmsg client %s: discovery unavailable: %s", self.pk, exc)
+            except Exception as exc:  # aiohttp's errors share no base with OSError
+                log.info("dmsg client %s: discovery unavailable: %s", self.pk, exc)
+            await self._publish_if_needed()
+            want = self.min_sessions or 1
+            if len(self.sessions) >= want:
+                wait = self.backoff.initial
+                timeout = self.refresh_interval
+            else:
+                timeout = wait
+                wait = min(wait * self.backoff.factor, self.backoff.maximum)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wait_session_lost()
+
+    async def _wait_session_lost(self) -> None:
+        count = len(self.sessions)
+        while len(self.sessions) >= count:
+            await self._wait_change()
+
+    async def _top_up(self) -> None:
+        want = self.min_sessions
+        if want and len(self.sessions) >= want:
+            return
+        try:
+            servers = await self.disc.available_servers()
+        except NoAvailableServersError:
+            servers = []
+        random.shuffle(servers)
+        for entry in servers:
+            if want and len(self.sessions) >= want:
+                break
+            if entry.static in self.sessions:
+                continue
+            try:
+                await self.ensure_session(entry)
+            except (DmsgError, WireError, OSError, TimeoutError) as exc:
+                log.info("dmsg client %s: session to %s failed: %s", self.pk, entry.static, exc)
+
+    def _build_entry(self, current: Entry | None) -> Entry:
+        servers = tuple(sorted(self.sessions))
+        if current is None:
+            return Entry.new_client(self.pk, 0, servers, client_type=self.client_type)
+        return Entry(
+            version=current.version,
+            sequence=current.sequence,
+            timestamp=current.timestamp,
+            static=self.pk,
+            client=ClientInfo(servers),
+            client_type=self.client_type,
+        )
+
+    async def _publish_if_needed(self) -> None:
+        current = self._keeper.entry
+        servers = tuple(sorted(self.sessions))
+        if (
+            current is not None
+            and current.client is not None
+            and tuple(current.client.delegated_servers or ()) == servers
+        ):
+            self._published.set()
+            return
+        self._published.clear()
+        try:
+            await self._keeper.publish(self._build_entry)
+        except (DiscError, OSError, TimeoutError) as exc:
+            log.info("dmsg client %s: could not publish entry: %s", self.pk, exc)
+            return
+        except Exception as exc:  # aiohttp's errors
+            log.info("dmsg client %s: could not publish entry: %s", self.pk, exc)
+            return
+        if tuple(sorted(self.sessions)) == servers:
+            self._published.set()
+        self._notify()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _schedule_publish(self) -> None:
+        if not self._closed:
+            self._published.clear()
+            self._spawn(self._publish_if_needed(), f"dmsg-publish-{self.pk}")
+
+    # ------------------------------------------------------------------ sessions
+    async def ensure_session(self, server: Entry) -> Session:
+        """A session to ``server``: the existing one, the one being set up, or a new one."""
+        if self._closed:
+            raise DmsgClosedError(ErrorCode.ENTITY_CLOSED)
+        existing = self.sessions.get(server.static)
+        if existing is not None and not existing.closed:
+            return existing
+        pending = self._pending.get(server.static)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
+        self._pending[server.static] = fut
+        try:
+            session = await self._dial_session(server)
+        except BaseException as exc:
+            if not fut.done():
+                fut.set_exception(exc)
+                fut.exception()  # retrieved: waiters re-raise it, nobody else must
+            raise
+        else:
+            fut.set_result(session)
+            return session
+        finally:
+            self._pending.pop(server.static, None)
+
+    async def _dial_session(self, server: Entry) -> Session:
+        if server.server is None or not server.server.address:
+            raise DmsgError(ErrorCode.DISC_ENTRY_IS_NOT_SERVER, str(server.static))
+        host, _, port = server.server.address.rpartition(":")
+        host = host.strip("[]")
+        async with asyncio.timeout(DIAL_TIMEOUT):
+            tcp = await TcpStream.connect(host or "127.0.0.1", int(port))
+        try:
+            noise, rtt = await client_handshake(
+                tcp, self.sk, server.static, timeout=SESSION_HANDSHAKE_TIMEOUT
+            )
+        except BaseException:
+            await tcp.close()
+            raise
+        hold = min(max(2 * rtt, MIN_WRITE_HOLD), MAX_WRITE_HOLD)
+        session = Session(
+            tcp,
+            noise,
+            client=True,
+            yamux_config=self.yamux_config,
+            writes_after=time.monotonic() + hold,
+        )
+        if self._closed:
+            await session.close()
+            raise DmsgClosedError(ErrorCode.ENTITY_CLOSED)
+        self.sessions[server.static] = session
+        self._session_tasks[server.static] = asyncio.create_task(
+            self._run_session(session), name=f"dmsg-session-{server.static}"
+        )
+        self._notify()
+        self._schedule_publish()
+        log.info("dmsg client %s: session with %s", self.pk, server.static)
+        return session
+
+    async def _run_session(self, session: Session) -> None:
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                ystr = await session.accept_stream()
+                task = asyncio.create_task(self._accept_stream(session, ystr))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        except ConnectionError:
+            pass
+        finally:
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
+            await session.close()
+            if self.sessions.get(session.remote_pk) is session:
+                del self.sessions[session.remote_pk]
+            if self._session_tasks.get(session.remote_pk) is asyncio.current_task():
+                del self._session_tasks[session.remote_pk]
+            log.info("dmsg client %s: session with %s ended", self.pk, session.remote_pk)
+            self._notify()
+            self._schedule_publish()
+
+    # ------------------------------------------------------------------ incoming streams
+    async def _accept_stream(self, session: Session, ystr: YamuxStream) -> None:
+        try:
+            async with asyncio.timeout(STREAM_HANDSHAKE_TIMEOUT):
+                req_obj = await session.read_object(ystr)
+                req = decode_request(req_obj)
+                verify_request(req_obj, req)
+                if req.dst.pk != self.pk:
+                    raise DmsgError(ErrorCode.REQ_INVALID_DST_PK)
+                noise = Noise(Pattern.KK, Role.RESPONDER, self.sk, req.src.pk)
+                try:
+                    noise.read_message(req.noise_msg)
+                except NoiseError as exc:
+                    raise DmsgError(ErrorCode.REQ_INVALID_SIG, f"noise: {exc}") from exc
+                listener = self._listeners.get(req.dst.port)
+                if listener is None or listener.closed:
+                    await self._refuse(session, ystr, req_obj, ErrorCode.REQ_NO_LISTENER)
+                    return
+                if listener._full():
+                    await self._refuse(session, ystr, req_obj, ErrorCode.ACCEPT_CHAN_MAXED)
+                    return
+                resp = StreamResponse(req_obj.hash(), True, 0, noise.write_message())
+                await session.write_object(ystr, sign_response(resp, self.sk))
+        except (DmsgError, WireError, ConnectionError, TimeoutError, OSError) as exc:
+            log.debug("dmsg client %s: incoming stream refused: %s", self.pk, exc)
+            with contextlib.suppress(ConnectionError, WireError, OSError):
+                await ystr.reset()
+            return
+        stream = DmsgStream(ystr, noise, local_addr=req.dst, remote_addr=req.src, session=session)
+        listener._offer(stream)
+
+    async def _refuse(
+        self, session: Session, ystr: YamuxStream, req_obj: SignedObject, code: ErrorCode
+    ) -> None:
+        resp = StreamResponse(req_obj.hash(), False, int(code))
+        await session.write_object(ystr, sign_response(resp, self.sk))
+        with contextlib.suppress(ConnectionError, WireError, OSError):
+            await ystr.close()
+
+    async def listen(self, port: int) -> DmsgListener:
+        """Take ``port`` for incoming streams (400 if it is taken)."""
+        if self._closed:
+            raise DmsgClosedError(ErrorCode.ENTITY_CLOSED)
+        if not self.ports.reserve(port):
+            raise DmsgError(ErrorCode.PORT_OCCUPIED, str(port))
+        listener = DmsgListener(self, port)
+        self._listeners[port] = listener
+        return listener
+
+    # ------------------------------------------------------------------ dialing
+    async def dial(self, pk: PubKey, port: int) -> DmsgStream:
+        """Open a stream to ``pk:port`` through one of its delegated servers."""
+        if self._closed:
+            raise DmsgClosedError(ErrorCode.ENTITY_CLOSED)
+        try:
+            entry = await self.disc.get_entry(pk)
+        except KeyNotFoundError as exc:
+            raise DmsgError(ErrorCode.DISC_ENTRY_NOT_FOUND, str(pk)) from exc
+        except DiscError as exc:
+            raise DmsgError(ErrorCode.DISC_ENTRY_NOT_FOUND, str(exc)) from exc
+        if entry.client is None:
+            raise DmsgError(ErrorCode.DISC_ENTRY_IS_NOT_CLIENT, str(pk))
+        delegated = list(entry.client.delegated_servers or ())
+        if not delegated:
+            raise DmsgError(ErrorCode.DISC_ENTRY_HAS_NO_DELEGATED, str(pk))
+        return await self.dial_via(pk, port, delegated)
+
+    async def dial_via(self, pk: PubKey, port: int, servers: Iterable[PubKey]) -> DmsgStream:
+        """Dial through the first usable server of ``servers`` (ones with a session first)."""
+        ordered = sorted(servers, key=lambda s: s not in self.sessions)
+        errors: list[str] = []
+        for server_pk in ordered:
+            try:
+                session = self.sessions.get(server_pk)
+                if session is None or session.closed:
+                    session = await self.ensure_session(await self.disc.get_entry(server_pk))
+                return await self._dial_stream(session, pk, port)
+            except DmsgError as exc:
+                if exc.code in (ErrorCode.REQ_NO_LISTENER, ErrorCode.ACCEPT_CHAN_MAXED):
+                    raise  # the remote answered: another server would not change that
+                errors.append(f"{server_pk}: {exc}")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                errors.append(f"{server_pk}: {exc}")
+        raise DmsgError(ErrorCode.CANNOT_CONNECT_TO_DELEGATED, "; ".join(errors))
+
+    async def _dial_stream(self, session: Session, pk: PubKey, port: int) -> DmsgStream:
+        local = Addr(self.pk, self.ports.reserve_ephemeral())
+        remote = Addr(pk, port)
+        noise = Noise(Pattern.KK, Role.INITIATOR, self.sk, pk)
+        req = StreamRequest(now_nanos(), local, remote, noise.write_message())
+        req_obj = sign_request(req, self.sk)
+        ystr: YamuxStream | None = None
+        try:
+            ystr = await session.open_stream()
+            async with asyncio.timeout(STREAM_HANDSHAKE_TIMEOUT):
+                await session.write_object(ystr, req_obj)
+                resp_obj = await session.read_object(ystr)
+            resp = decode_response(resp_obj)
+            verify_response(resp_obj, resp, req_obj, req)
+            try:
+                noise.read_message(resp.noise_msg)
+            except NoiseError as exc:
+                raise DmsgError(ErrorCode.DIAL_RESP_INVALID_SIG, f"noise: {exc}") from exc
+        except BaseException as exc:
+            self.ports.release(local.port)
+            if ystr is not None:
+                with contextlib.suppress(ConnectionError, WireError, OSError):
+                    await ystr.reset()
+            if isinstance(exc, TimeoutError):
+                raise DmsgError(ErrorCode.SESSION_CLOSED, "stream handshake timed out") from exc
+            if isinstance(exc, ConnectionError | WireError) and not isinstance(exc, DmsgError):
+                raise DmsgError(ErrorCode.SESSION_CLOSED, str(exc)) from exc
+            raise
+        return DmsgStream(
+            ystr,
+            noise,
+            local_addr=local,
+            remote_addr=remote,
+            session=session,
+            on_close=[self.ports],
+        )
+
+    # ------------------------------------------------------------------ dmsgctrl
+    async def _serve_ctrl(self, listener: DmsgListener) -> None:
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                stream = await listener.accept()
+                task = asyncio.create_task(Control(stream).serve())
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        except ConnectionError:
+            pass
+        finally:
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
+
+    async def ping(self, pk: PubKey, count: int = 1) -> list[float]:
+        """dmsgctrl round trips to ``pk`` (port 7), in seconds."""
+        stream = await self.dial(pk, CTRL_PORT)
+        ctrl = Control(stream)
+        reader = asyncio.create_task(ctrl.serve())
+        try:
+            return [await ctrl.ping() for _ in range(count)]
+        finally:
+            reader.cancel()
+            await asyncio.wait({reader})
+            await stream.close()

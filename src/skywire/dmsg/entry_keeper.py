@@ -1,0 +1,61 @@
+"""Keeps one discovery entry published: first post, later iterations, deletion on close."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from skywire.cipher import SecKey
+from skywire.dmsg.disc_entry import DiscError, Entry, KeyNotFoundError, sign
+from skywire.services.dmsgdisc.client import DiscClient
+
+log = logging.getLogger(__name__)
+
+
+class EntryKeeper:
+    """Publishes successive versions of this node's entry, one update at a time."""
+
+    def __init__(self, disc: DiscClient, sk: SecKey) -> None:
+        self.disc = disc
+        self.sk = sk
+        self.entry: Entry | None = None
+        self._lock = asyncio.Lock()
+
+    async def publish(self, build: Callable[[Entry | None], Entry]) -> Entry:
+        """Post ``build(current)``: the first time as sequence 0 (or after the remote one), then
+        as the next iteration. Raises :class:`DiscError` when the discovery refuses it."""
+        async with self._lock:
+            if self.entry is None:
+                fresh = build(None)
+                try:
+                    remote = await self.disc.get_entry(fresh.static)
+                except KeyNotFoundError:
+                    signed = sign(replace(fresh, sequence=0), self.sk)
+                    await self.disc.post_entry(signed)
+                    self.entry = signed
+                    return signed
+                self.entry = remote
+            updated = build(self.entry)
+            self.entry = await self.disc.put_entry(self.sk, updated)
+            return self.entry
+
+    async def delete(self) -> None:
+        """Remove the entry from discovery (best effort: a failure is logged)."""
+        async with self._lock:
+            if self.entry is None:
+                return
+            # A fresh iteration: the discovery checks a server entry's timestamp window.
+            final = sign(
+                replace(self.entry, sequence=self.entry.sequence + 1, timestamp=time.time_ns()),
+                self.sk,
+            )
+            try:
+                await self.disc.delete_entry(final)
+            except (DiscError, OSError, TimeoutError) as exc:
+                log.debug("could not delete entry of %s: %s", self.entry.static, exc)
+            except Exception as exc:  # aiohttp raises its own hierarchy
+                log.debug("could not delete entry of %s: %s", self.entry.static, exc)
+            self.entry = None

@@ -1,0 +1,392 @@
+"""The dmsg relay server: accepts client sessions and relays streams between two of its clients.
+
+A stream arrives as a yamux stream on the dialing client's session carrying a signed request.
+The server checks it, opens a yamux stream on the destination's session, passes the request on
+(re-sealed with that session's keys), checks the response that comes back, passes it to the
+dialer, then copies raw bytes both ways; the payload is end-to-end encrypted between the two
+clients, so the server never re-encrypts it. When either direction ends both streams are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from skywire.cipher import KeyPair, PubKey, SecKey
+from skywire.dmsg.disc_entry import DiscError, Entry, ServerInfo
+from skywire.dmsg.entry_keeper import EntryKeeper
+from skywire.dmsg.errors import DmsgError, ErrorCode
+from skywire.dmsg.session import (
+    STREAM_HANDSHAKE_TIMEOUT,
+    Session,
+    server_handshake,
+)
+from skywire.dmsg.types import decode_request, decode_response, verify_request, verify_response
+from skywire.services.dmsgdisc.client import DiscClient
+from skywire.wire.errors import WireError
+from skywire.wire.stream import TcpStream
+from skywire.wire.yamux import YamuxConfig
+from skywire.wire.yamux_aio import YamuxStream
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_SESSIONS = 2048
+DEFAULT_UPDATE_INTERVAL = 60.0
+COPY_CHUNK = 1 << 18
+
+
+@dataclass
+class ServerConfig:
+    """The server's JSON configuration, in the reference's field names."""
+
+    public_key: PubKey
+    secret_key: SecKey
+    discovery: str = "http://127.0.0.1:9090"
+    public_address: str = "127.0.0.1:8081"
+    local_address: str = ":8081"
+    health_endpoint_address: str = ":8082"
+    log_level: str = "info"
+    update_interval: int = 0  # nanoseconds, as a Go time.Duration; 0 = the default minute
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+
+    @classmethod
+    def generate(cls, **overrides: Any) -> ServerConfig:
+        kp = KeyPair.generate()
+        return cls(public_key=kp.pk, secret_key=kp.sk, **overrides)
+
+    def to_json(self) -> str:
+        doc = {
+            "public_key": self.public_key.hex(),
+            "secret_key": self.secret_key.hex(),
+            "discovery": self.discovery,
+            "public_address": self.public_address,
+            "local_address": self.local_address,
+            "health_endpoint_address": self.health_endpoint_address,
+            "log_level": self.log_level,
+            "update_interval": self.update_interval,
+            "max_sessions": self.max_sessions,
+        }
+        return json.dumps(doc, indent="\t")
+
+    @classmethod
+    def from_json(cls, text: str) -> ServerConfig:
+        try:
+            doc = json.loads(text)
+            if not isinstance(doc, dict):
+                raise ValueError("the configuration must be a JSON object")
+            sk = SecKey.from_hex(str(doc["secret_key"]))
+            pk = PubKey.from_hex(str(doc.get("public_key", ""))) or sk.pubkey()
+            if pk.is_null():
+                pk = sk.pubkey()
+            if pk != sk.pubkey():
+                raise ValueError("public_key does not belong to secret_key")
+            return cls(
+                public_key=pk,
+                secret_key=sk,
+                discovery=str(doc.get("discovery", cls.discovery)),
+                public_address=str(doc.get("public_address", cls.public_address)),
+                local_address=str(doc.get("local_address", cls.local_address)),
+                health_endpoint_address=str(
+                    doc.get("health_endpoint_address", cls.health_endpoint_address)
+                ),
+                log_level=str(doc.get("log_level", cls.log_level)),
+                update_interval=int(doc.get("update_interval", 0)),
+                max_sessions=int(doc.get("max_sessions", DEFAULT_MAX_SESSIONS)),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ValueError(f"invalid dmsg server configuration: {exc}") from exc
+
+    @classmethod
+    def load(cls, path: str | Path) -> ServerConfig:
+        return cls.from_json(Path(path).read_text())
+
+
+def split_listen_address(address: str) -> tuple[str, int]:
+    """``":8081"`` → ``("0.0.0.0", 8081)``; ``"localhost:8081"`` → ``("localhost", 8081)``."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise ValueError(f"invalid listen address {address!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+@dataclass
+class ServerStats:
+    sessions_accepted: int = 0
+    sessions_refused: int = 0
+    streams_relayed: int = 0
+    streams_failed: int = 0
+    bytes_relayed: int = 0
+    started: float = field(default_factory=time.time)
+
+
+class Server:
+    """A dmsg relay server (``async with Server(...) as srv``).
+
+    ``disc`` is optional: without it the server runs unadvertised (tests that hand the address
+    to clients directly). ``address`` is the public address advertised; by default the bound one.
+    """
+
+    def __init__(
+        self,
+        sk: SecKey,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        public_address: str | None = None,
+        disc: DiscClient | None = None,
+        max_sessions: int = DEFAULT_MAX_SESSIONS,
+        update_interval: float = DEFAULT_UPDATE_INTERVAL,
+        yamux_config: YamuxConfig | None = None,
+        handshake_timeout: float = 5.0,
+    ) -> None:
+        self.sk = sk
+        self.pk = sk.pubkey()
+        self.host = host
+        self.port = port
+        self._public_address = public_address
+        self.disc = disc
+        self.max_sessions = max_sessions
+        self.update_interval = update_interval
+        self.yamux_config = yamux_config
+        self.handshake_timeout = handshake_timeout
+        self.sessions: dict[PubKey, Session] = {}
+        self.stats = ServerStats()
+        self._server: asyncio.Server | None = None
+        self._advertiser: asyncio.Task[None] | None = None
+        self._keeper = EntryKeeper(disc, sk) if disc is not None else None
+        self._entry_dirty = asyncio.Event()
+        self._session_waiters: list[asyncio.Future[None]] = []
+        self._conn_tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def address(self) -> str:
+        """The public ``host:port`` clients dial."""
+        if self._public_address:
+            return self._public_address
+        return f"{self.host}:{self.port}"
+
+    @property
+    def available_sessions(self) -> int:
+        return max(0, self.max_sessions - len(self.sessions))
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._on_connection, self.host, self.port, limit=1 << 20, backlog=1024
+        )
+        sock = self._server.sockets[0].getsockname()
+        self.port = int(sock[1])
+        if self._keeper is not None:
+            await self._publish()
+            self._advertiser = asyncio.create_task(
+                self._advertise_loop(), name=f"dmsg-server-advertise-{self.port}"
+            )
+        log.info("dmsg server %s listening on %s:%d", self.pk, self.host, self.port)
+
+    async def close(self) -> None:
+        """Stop accepting, close every session, remove the entry, await every task."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._conn_tasks):
+            task.cancel()
+        if self._conn_tasks:
+            await asyncio.wait(self._conn_tasks)
+        for session in list(self.sessions.values()):
+            await session.close()
+        self.sessions.clear()
+        if self._advertiser is not None:
+            self._advertiser.cancel()
+            await asyncio.wait({self._advertiser})
+        if self._keeper is not None:
+            await self._keeper.delete()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    # ------------------------------------------------------------------ discovery
+    def _build_entry(self, current: Entry | None) -> Entry:
+        info = ServerInfo(self.address, self.available_sessions)
+        if current is None:
+            return Entry.new_server(self.pk, 0, info.address, info.available_sessions)
+        return Entry(
+            version=current.version,
+            sequence=current.sequence,
+            timestamp=current.timestamp,
+            static=self.pk,
+            server=info,
+        )
+
+    async def _publish(self) -> None:
+        assert self._keeper is not None
+        try:
+            await self._keeper.publish(self._build_entry)
+        except (DiscError, OSError, TimeoutError) as exc:
+            log.warning("dmsg server: could not publish entry: %s", exc)
+        except Exception as exc:  # aiohttp's own errors
+            log.warning("dmsg server: could not publish entry: %s", exc)
+
+    async def _advertise_loop(self) -> None:
+        """Re-post the entry on every session change and at least once per interval."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.update_interval):
+                    await self._entry_dirty.wait()
+            self._entry_dirty.clear()
+            await self._publish()
+
+    def _sessions_changed(self) -> None:
+        self._entry_dirty.set()
+        for waiter in self._session_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._session_waiters.clear()
+
+    async def wait_sessions(self, count: int) -> None:
+        """Wait until exactly ``count`` sessions are registered."""
+        while len(self.sessions) != count:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._session_waiters.append(waiter)
+            await waiter
+
+    # ------------------------------------------------------------------ sessions
+    async def _on_connection(self, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        if self._closing:
+            w.close()
+            return
+        self._conn_tasks.add(task)
+        tcp = TcpStream(reader, w)
+        session: Session | None = None
+        try:
+            try:
+                noise = await server_handshake(tcp, self.sk, timeout=self.handshake_timeout)
+            except (WireError, OSError) as exc:
+                log.debug("dmsg server: handshake from %s failed: %s", tcp.peername, exc)
+                return
+            session = Session(tcp, noise, client=False, yamux_config=self.yamux_config)
+            remote = session.remote_pk
+            if remote in self.sessions:
+                # As the reference does: the newcomer is refused. Unlike the reference, the
+                # existing session keeps its registration.
+                self.stats.sessions_refused += 1
+                log.info("dmsg server: refusing second session from %s", remote)
+                return
+            self.sessions[remote] = session
+            self.stats.sessions_accepted += 1
+            self._sessions_changed()
+            try:
+                await self._serve_session(session)
+            finally:
+                if self.sessions.get(remote) is session:
+                    del self.sessions[remote]
+                    self._sessions_changed()
+        except asyncio.CancelledError:
+            pass
+        finally:
+            if session is not None:
+                await session.close()
+            else:
+                await tcp.close()
+            self._conn_tasks.discard(task)
+
+    async def _serve_session(self, session: Session) -> None:
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                ystr = await session.accept_stream()
+                task = asyncio.create_task(self._serve_stream(session, ystr))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        except ConnectionError:
+            pass
+        finally:
+            # The session is over (or the server closes): the streams it carried end with it.
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
+
+    async def _serve_stream(self, src: Session, ystr: YamuxStream) -> None:
+        dst_stream: YamuxStream | None = None
+        try:
+            async with asyncio.timeout(STREAM_HANDSHAKE_TIMEOUT):
+                req_obj = await src.read_object(ystr)
+                req = decode_request(req_obj)
+                verify_request(req_obj, req)
+                if req.src.pk != src.remote_pk:
+                    raise DmsgError(ErrorCode.REQ_INVALID_SRC_PK)
+                dst = self.sessions.get(req.dst.pk)
+                if dst is None or dst.closed:
+                    raise DmsgError(ErrorCode.REQ_NO_NEXT_SESSION)
+                dst_stream = await dst.open_stream()
+                await dst.write_object(dst_stream, req_obj)
+                resp_obj = await dst.read_object(dst_stream)
+                resp = decode_response(resp_obj)
+                # A signed refusal is passed on (the dialer learns why at once) and the
+                # stream ends there.
+                verify_response(resp_obj, resp, req_obj, req, require_accepted=False)
+                await src.write_object(ystr, resp_obj)
+            if not resp.accepted:
+                self.stats.streams_failed += 1
+                await _close_quietly(ystr)
+                await _close_quietly(dst_stream)
+                return
+        except (DmsgError, WireError, ConnectionError, TimeoutError, OSError) as exc:
+            self.stats.streams_failed += 1
+            log.debug("dmsg server: stream from %s failed: %s", src.remote_pk, exc)
+            await _abort(ystr)
+            if dst_stream is not None:
+                await _abort(dst_stream)
+            return
+        self.stats.streams_relayed += 1
+        await self._relay(ystr, dst_stream)
+
+    async def _relay(self, a: YamuxStream, b: YamuxStream) -> None:
+        """Copy both ways; as soon as either direction ends, close both streams."""
+
+        async def copy(src: YamuxStream, dst: YamuxStream) -> None:
+            with contextlib.suppress(ConnectionError, WireError, OSError):
+                while data := await src.read(COPY_CHUNK):
+                    await dst.write(data)
+                    self.stats.bytes_relayed += len(data)
+
+        t1 = asyncio.ensure_future(copy(a, b))
+        t2 = asyncio.ensure_future(copy(b, a))
+        try:
+            await asyncio.wait({t1, t2}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (t1, t2):
+                t.cancel()
+            await asyncio.gather(t1, t2, return_exceptions=True)
+        # Reached only when a direction ended by itself; when the server shuts down the
+        # sessions are torn down instead, and the clients see the connection go.
+        await _close_quietly(a)
+        await _close_quietly(b)
+
+
+async def _close_quietly(stream: YamuxStream) -> None:
+    with contextlib.suppress(ConnectionError, WireError, OSError):
+        await stream.close()
+
+
+async def _abort(stream: YamuxStream) -> None:
+    with contextlib.suppress(ConnectionError, WireError, OSError):
+        await stream.reset()

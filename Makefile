@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/skywire demo
+	$(VENV)/bin/skywire testnet
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench

@@ -1,12 +1,44 @@
-"""``skywire demo``: placeholder until the local network lands."""
+"""``skywire testnet``: the main job, a local network on loopback on embedded defaults."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+
+console = Console()
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def demo() -> None:
-        """Run the local demonstration."""
-        typer.echo("demo: not yet available")
+    def testnet(
+        data_dir: Annotated[
+            Path, typer.Option(help="Where the discovery database and served files live.")
+        ] = Path(".skywire-testnet"),
+        size_mb: Annotated[int, typer.Option(help="Size of the file fetched through dmsg.")] = 64,
+        disc_port: Annotated[int, typer.Option(help="Discovery port (0: any free port).")] = 9090,
+        once: Annotated[
+            bool, typer.Option("--once", help="Exit after the fetch instead of staying up.")
+        ] = False,
+    ) -> None:
+        """Start discovery, two dmsg servers, a file server over dmsghttp, and fetch through it.
+
+        Prints every step with its timing; the network then stays up until Ctrl-C.
+        """
+        from skywire.cli.dmsg import run_until_interrupted
+        from skywire.testnet.run import run_local_network
+
+        def say(line: str) -> None:
+            console.print(line, highlight=False, soft_wrap=True)
+
+        async def main(stop: asyncio.Event) -> None:
+            report = await run_local_network(
+                data_dir, size=size_mb << 20, disc_port=disc_port, once=once, stop=stop, say=say
+            )
+            if not report.sha256_ok:
+                raise typer.Exit(1)
+
+        asyncio.run(run_until_interrupted(main))

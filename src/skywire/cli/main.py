@@ -25,9 +25,11 @@ def version() -> None:
 
 def _register() -> None:
     """Attach the sub-commands that live in their own modules."""
-    from skywire.cli import demo
+    from skywire.cli import demo, dmsg, dmsg_disc
 
     demo.register(app)
+    dmsg.register(dmsg_app)
+    dmsg_disc.register(dmsg_app)
 
 
 _register()

@@ -1,0 +1,121 @@
+"""The main job and the dmsg command-line tools, as a user runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from skywire.dmsg.http import HTTPServer
+from skywire.dmsg.server import ServerConfig
+from skywire.testnet.dmsgnet import LocalDmsgNetwork
+from skywire.testnet.run import run_local_network
+
+pytestmark = pytest.mark.timeout(120)
+SKYWIRE = [sys.executable, "-m", "skywire.cli"]
+
+
+async def test_main_job_fetches_through_the_local_network(tmp_path: Path) -> None:
+    lines: list[str] = []
+    report = await run_local_network(
+        tmp_path, size=3 << 20, disc_port=0, once=True, say=lines.append
+    )
+    assert report.sha256_ok and report.file_bytes == 3 << 20
+    assert (tmp_path / "dmsg-discovery.db").exists()
+    assert any(line.startswith("fetched") for line in lines)
+    assert sum(line.startswith("dmsg server") for line in lines) == 2
+
+
+def test_server_config_gen_round_trips(tmp_path: Path) -> None:
+    out = tmp_path / "dmsg-config.json"
+    subprocess.run([*SKYWIRE, "dmsg", "server", "config", "gen", "-o", str(out)], check=True)
+    doc = json.loads(out.read_text())
+    assert set(doc) >= {"public_key", "secret_key", "discovery", "public_address", "max_sessions"}
+    cfg = ServerConfig.load(out)
+    assert cfg.secret_key.pubkey() == cfg.public_key
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"secret_key": "00"}')
+    proc = subprocess.run([*SKYWIRE, "dmsg", "server", "start", str(bad)], capture_output=True)
+    assert proc.returncode == 2 and b"invalid dmsg server configuration" in proc.stderr
+
+
+class _NetworkThread:
+    """A local dmsg network with a file server, run by its own event loop in a thread."""
+
+    def __init__(self, www: Path) -> None:
+        self.www = www
+        self.ready = threading.Event()
+        self.loop = asyncio.new_event_loop()
+        self.stop: asyncio.Event | None = None
+        self.disc_url = ""
+        self.host_pk = ""
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._main(),))
+
+    async def _main(self) -> None:
+        self.stop = asyncio.Event()
+        async with LocalDmsgNetwork(servers=1) as net:
+            host = await net.client()
+            app = web.Application()
+            app.router.add_static("/", self.www)
+            async with HTTPServer(app, await host.listen(80)):
+                self.disc_url, self.host_pk = net.disc_url, host.pk.hex()
+                self.ready.set()
+                await self.stop.wait()
+
+    def __enter__(self) -> _NetworkThread:
+        self.thread.start()
+        assert self.ready.wait(30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.stop is not None
+        self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join(30)
+        self.loop.close()
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> Iterator[_NetworkThread]:
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "hello.txt").write_bytes(b"hello over dmsg\n")
+    (www / "big.bin").write_bytes(bytes(range(256)) * 8192)
+    with _NetworkThread(www) as net:
+        yield net
+
+
+def test_curl_fetches_and_reports_http_errors(network: _NetworkThread, tmp_path: Path) -> None:
+    base = f"dmsg://{network.host_pk}:80"
+    proc = subprocess.run(
+        [*SKYWIRE, "dmsg", "curl", "-q", "--disc", network.disc_url, f"{base}/hello.txt"],
+        capture_output=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"hello over dmsg\n"
+    out = tmp_path / "big.bin"
+    proc = subprocess.run(
+        [*SKYWIRE, "dmsg", "curl", "--disc", network.disc_url, "-o", str(out), f"{base}/big.bin"],
+        capture_output=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    want = hashlib.sha256(bytes(range(256)) * 8192).hexdigest()
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == want
+    assert b"200 OK" in proc.stderr
+    proc = subprocess.run(
+        [*SKYWIRE, "dmsg", "curl", "-q", "--disc", network.disc_url, f"{base}/missing"],
+        capture_output=True,
+    )
+    assert proc.returncode == 22
+    proc = subprocess.run(
+        [*SKYWIRE, "dmsg", "curl", "-q", "--disc", network.disc_url, "dmsg://nothex:80/"],
+        capture_output=True,
+    )
+    assert proc.returncode == 2

@@ -103,3 +103,27 @@ async def test_one_client_per_pk_per_process() -> None:
         twin = Client(a.sk, net.disc_client())
         with pytest.raises(DmsgError):
             await twin.start()
+
+
+async def test_server_health_endpoint() -> None:
+    import aiohttp
+
+    from skywire.cipher import SecKey
+    from skywire.dmsg.server import Server
+
+    async with LocalDmsgNetwork(servers=0) as net:
+        srv = Server(SecKey.generate(), disc=net.disc_client(), health_address="127.0.0.1:0")
+        async with srv:
+            net.servers.append(srv)
+            a = await net.client()
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{srv.health_port}/health") as resp,
+            ):
+                doc = await resp.json()
+            assert resp.status == 200
+            assert doc["public_key"] == srv.pk.hex()
+            assert doc["sessions"] == 1 and a.pk in srv.sessions
+            assert doc["available_sessions"] == srv.max_sessions - 1
+            net.servers.remove(srv)
+            await net.close()

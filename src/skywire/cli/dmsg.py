@@ -135,6 +135,7 @@ def server_start(
                 disc=disc,
                 max_sessions=cfg.max_sessions,
                 update_interval=interval,
+                health_address=cfg.health_endpoint_address or None,
             ) as srv,
         ):
             err.print(f"dmsg server {srv.pk} on {host}:{srv.port}, advertised as {srv.address}")

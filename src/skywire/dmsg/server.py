@@ -14,10 +14,14 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
+from skywire import __version__
 from skywire.cipher import KeyPair, PubKey, SecKey
 from skywire.dmsg.disc_entry import DiscError, Entry, ServerInfo
 from skywire.dmsg.entry_keeper import EntryKeeper
@@ -145,6 +149,8 @@ class Server:
         update_interval: float = DEFAULT_UPDATE_INTERVAL,
         yamux_config: YamuxConfig | None = None,
         handshake_timeout: float = 5.0,
+        health_address: str | None = None,
+        ephemeral_keys: Iterator[SecKey] | None = None,
     ) -> None:
         self.sk = sk
         self.pk = sk.pubkey()
@@ -165,6 +171,11 @@ class Server:
         self._session_waiters: list[asyncio.Future[None]] = []
         self._conn_tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self.health_address = health_address
+        # Fixed handshake ephemerals, one per accepted connection: only to replay recordings.
+        self._ephemeral_keys = ephemeral_keys
+        self._health_runner: web.AppRunner | None = None
+        self.health_port = 0
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -196,7 +207,42 @@ class Server:
             self._advertiser = asyncio.create_task(
                 self._advertise_loop(), name=f"dmsg-server-advertise-{self.port}"
             )
+        if self.health_address is not None:
+            await self._start_health()
         log.info("dmsg server %s listening on %s:%d", self.pk, self.host, self.port)
+
+    def health(self) -> dict[str, object]:
+        """What ``GET /health`` answers."""
+        return {
+            "build_info": {"version": __version__, "commit": "unknown", "date": "unknown"},
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.stats.started)),
+            "public_key": self.pk.hex(),
+            "address": self.address,
+            "sessions": len(self.sessions),
+            "available_sessions": self.available_sessions,
+            "max_sessions": self.max_sessions,
+            "streams_relayed": self.stats.streams_relayed,
+            "streams_failed": self.stats.streams_failed,
+            "bytes_relayed": self.stats.bytes_relayed,
+        }
+
+    async def _start_health(self) -> None:
+        assert self.health_address is not None
+        host, port = split_listen_address(self.health_address)
+
+        async def handle(_: web.Request) -> web.Response:
+            return web.json_response(self.health())
+
+        app = web.Application()
+        app.router.add_get("/health", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self._health_runner = runner
+        server = site._server
+        if server is not None:
+            self.health_port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
 
     async def close(self) -> None:
         """Stop accepting, close every session, remove the entry, await every task."""
@@ -217,6 +263,8 @@ class Server:
             await asyncio.wait({self._advertiser})
         if self._keeper is not None:
             await self._keeper.delete()
+        if self._health_runner is not None:
+            await self._health_runner.cleanup()
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -277,7 +325,10 @@ class Server:
         session: Session | None = None
         try:
             try:
-                noise = await server_handshake(tcp, self.sk, timeout=self.handshake_timeout)
+                eph = next(self._ephemeral_keys, None) if self._ephemeral_keys else None
+                noise = await server_handshake(
+                    tcp, self.sk, timeout=self.handshake_timeout, ephemeral=eph
+                )
             except (WireError, OSError) as exc:
                 log.debug("dmsg server: handshake from %s failed: %s", tcp.peername, exc)
                 return

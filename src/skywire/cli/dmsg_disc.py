@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from skywire.cipher import CipherError, PubKey
+from skywire.cipher import CipherError, PubKey, SecKey
 from skywire.dmsg.disc_entry import split_host_port
 
 _DEFAULT_DB = Path("./dmsg-discovery.db")
@@ -57,6 +57,7 @@ async def _serve(
     test_mode: bool,
     auth: str,
     official_servers: list[PubKey],
+    sk: SecKey | None = None,
 ) -> None:
     from skywire.services.dmsgdisc.api import DiscoveryServer
     from skywire.services.dmsgdisc.store import open_store
@@ -93,8 +94,25 @@ async def _serve(
             typer.echo(f"dmsg discovery listening on {shown} (store: {where})")
             if test_mode:
                 typer.echo("test mode: loopback server addresses are accepted")
-            await stop.wait()
+            if sk is None:
+                await stop.wait()
+            else:
+                from skywire.dmsg.direct import DiscoveryOverDmsg
+
+                assert server.runner is not None
+                async with DiscoveryOverDmsg(sk, server.runner, server.url):
+                    typer.echo(f"also serving over dmsg at dmsg://{sk.pubkey()}:80")
+                    await stop.wait()
             typer.echo("shutting down")
+
+
+def _parse_sk(text: str) -> SecKey | None:
+    if not text:
+        return None
+    try:
+        return SecKey.from_hex(text)
+    except CipherError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--sk") from exc
 
 
 def register(dmsg_app: typer.Typer) -> None:
@@ -144,6 +162,15 @@ def register(dmsg_app: typer.Typer) -> None:
         log_level: Annotated[
             str, typer.Option("--log-level", help="debug, info, warning or error.")
         ] = "info",
+        sk: Annotated[
+            str,
+            typer.Option(
+                "--sk",
+                help="Secret key: also serve the API over dmsg (port 80), connected to every "
+                "server.",
+                envvar="SKYWIRE_SK",
+            ),
+        ] = "",
     ) -> None:
         """Run the dmsg discovery service (HTTP API of skycoin/dmsg's dmsg-discovery)."""
         level = getattr(logging, log_level.upper(), None)
@@ -164,6 +191,7 @@ def register(dmsg_app: typer.Typer) -> None:
                     test_mode=test_mode,
                     auth=auth,
                     official_servers=officials,
+                    sk=_parse_sk(sk),
                 )
             )
         except KeyboardInterrupt:

@@ -246,13 +246,18 @@ class Client:
                 task.cancel()
         for fut in self._pending.values():
             fut.cancel()
-        for session in list(self.sessions.values()):
-            await session.close()
-        waiting = [t for t in [*owned, *self._session_tasks.values()] if t is not None]
+        waiting = [t for t in owned if t is not None]
         if waiting:
             await asyncio.wait(waiting)
-        self.sessions.clear()
+        # The entry goes first, while the sessions still stand: a discovery reached over dmsg
+        # needs them to hear the deletion.
         await self._keeper.delete()
+        for session in list(self.sessions.values()):
+            await session.close()
+        session_tasks = list(self._session_tasks.values())
+        if session_tasks:
+            await asyncio.wait(session_tasks)
+        self.sessions.clear()
         if Client._active.get(self.pk) is self:
             del Client._active[self.pk]
 

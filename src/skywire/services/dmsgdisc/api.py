@@ -376,6 +376,11 @@ class DiscoveryServer:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
 
+    @property
+    def runner(self) -> web.AppRunner | None:
+        """The set-up runner while serving (to serve the same API elsewhere, e.g. over dmsg)."""
+        return self._runner
+
     async def __aenter__(self) -> Self:
         runner = web.AppRunner(make_app(self.store, **self._app_options), access_log=None)
         await runner.setup()

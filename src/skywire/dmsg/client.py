@@ -13,9 +13,9 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Coroutine, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from skywire.cipher import PubKey, SecKey
 from skywire.dmsg.addr import Addr, PortAllocator
@@ -203,7 +203,8 @@ class Client:
         self._changed = asyncio.Event()
         self._published = asyncio.Event()
         self._session_tasks: dict[PubKey, asyncio.Task[None]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._publish_wanted = asyncio.Event()
+        self._publisher_task: asyncio.Task[None] | None = None
         self._serve_task: asyncio.Task[None] | None = None
         self._ctrl_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -228,6 +229,9 @@ class Client:
             )
         Client._active[self.pk] = self
         self._started = True
+        self._publisher_task = asyncio.create_task(
+            self._publisher(), name=f"dmsg-publisher-{self.pk}"
+        )
         self._serve_task = asyncio.create_task(self._serve(), name=f"dmsg-client-{self.pk}")
         if self.serve_ctrl:
             listener = await self.listen(CTRL_PORT)
@@ -240,7 +244,7 @@ class Client:
         self._closed = True
         for listener in list(self._listeners.values()):
             await listener.close()
-        owned = [self._serve_task, self._ctrl_task, *self._tasks]
+        owned = [self._serve_task, self._ctrl_task, self._publisher_task]
         for task in owned:
             if task is not None:
                 task.cancel()
@@ -291,7 +295,7 @@ class Client:
                 log.info("dmsg client %s: discovery unavailable: %s", self.pk, exc)
             except Exception as exc:  # aiohttp's errors share no base with OSError
                 log.info("dmsg client %s: discovery unavailable: %s", self.pk, exc)
-            await self._publish_if_needed()
+            self._schedule_publish()
             want = self.min_sessions or 1
             if len(self.sessions) >= want:
                 wait = self.backoff.initial
@@ -363,15 +367,17 @@ class Client:
             self._published.set()
         self._notify()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     def _schedule_publish(self) -> None:
+        """Ask the publisher task for a fresh entry (requests made meanwhile coalesce)."""
         if not self._closed:
             self._published.clear()
-            self._spawn(self._publish_if_needed(), f"dmsg-publish-{self.pk}")
+            self._publish_wanted.set()
+
+    async def _publisher(self) -> None:
+        while True:
+            await self._publish_wanted.wait()
+            self._publish_wanted.clear()
+            await self._publish_if_needed()
 
     # ------------------------------------------------------------------ sessions
     async def ensure_session(self, server: Entry) -> Session:

@@ -241,6 +241,25 @@ class SecKey:
     def __repr__(self) -> str:
         return "SecKey(<hidden>)"
 
+    # pydantic v2 integration: JSON is the hex string
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        def _validate(value: Any) -> SecKey:
+            if isinstance(value, SecKey):
+                return value
+            if isinstance(value, str):
+                return cls.from_hex(value)
+            raise InvalidSecKeyError("secret key must be a hex string")
+
+        return core_schema.no_info_plain_validator_function(
+            _validate,
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda sk: sk.hex(), when_used="always"
+            ),
+        )
+
 
 _PRIVATE_CACHE: dict[bytes, coincurve.PrivateKey] = {}
 

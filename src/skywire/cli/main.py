@@ -15,6 +15,10 @@ app = typer.Typer(
 
 dmsg_app = typer.Typer(help="dmsg: discovery, relay servers, clients and HTTP over dmsg.")
 app.add_typer(dmsg_app, name="dmsg")
+svc_app = typer.Typer(
+    help="Network services: transport discovery, address resolver, route finder, setup node."
+)
+app.add_typer(svc_app, name="svc")
 
 
 @app.command()
@@ -25,11 +29,13 @@ def version() -> None:
 
 def _register() -> None:
     """Attach the sub-commands that live in their own modules."""
-    from skywire.cli import demo, dmsg, dmsg_disc
+    from skywire.cli import demo, dmsg, dmsg_disc, svc_rf, visor
 
     demo.register(app)
+    visor.register(app)
     dmsg.register(dmsg_app)
     dmsg_disc.register(dmsg_app)
+    svc_rf.register(svc_app)
 
 
 _register()

@@ -1,0 +1,91 @@
+"""``skywire svc rf``: run the route finder service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Annotated
+
+import typer
+
+from skywire.dmsg.disc_entry import split_host_port
+
+
+def _parse_addr(addr: str) -> tuple[str, int]:
+    try:
+        host, port_text = split_host_port(addr)
+        port = int(port_text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{addr!r} is not host:port ({exc})", param_hint="--addr") from exc
+    if not 0 <= port <= 65535:
+        raise typer.BadParameter(f"port {port} out of range", param_hint="--addr")
+    return host, port
+
+
+async def _serve(*, host: str, port: int, tpd: str, refresh: float, by_hops: bool) -> None:
+    from skywire.services.rf.api import RouteFinder, RouteFinderServer
+    from skywire.services.rf.source import HttpTransportSource
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    source = HttpTransportSource(tpd)
+    finder = RouteFinder(source, weighted=not by_hops, refresh_interval=refresh)
+    try:
+        async with RouteFinderServer(finder, host, port) as server:
+            order = "hop count" if by_hops else "latency-weighted"
+            typer.echo(
+                f"route finder listening on {host or '*'}:{server.port} "
+                f"(transports from {source.url} every {refresh:g} s; {order})"
+            )
+            await stop.wait()
+            typer.echo("shutting down")
+    finally:
+        await source.close()
+
+
+def register(svc_app: typer.Typer) -> None:
+    """Attach ``rf`` to the ``skywire svc`` command group."""
+
+    @svc_app.command("rf")
+    def rf(
+        tpd: Annotated[
+            str, typer.Option("--tpd", help="Transport discovery base URL (http://host:port).")
+        ],
+        addr: Annotated[
+            str,
+            typer.Option(
+                "--addr", "-a", help="Listen address host:port (empty host: all interfaces)."
+            ),
+        ] = "127.0.0.1:9092",
+        refresh: Annotated[
+            float,
+            typer.Option("--refresh", help="Seconds between graph rebuilds from the TPD.", min=0.1),
+        ] = 10.0,
+        by_hops: Annotated[
+            bool,
+            typer.Option("--by-hops", help="Rank by hop count instead of measured latency."),
+        ] = False,
+        log_level: Annotated[
+            str, typer.Option("--log-level", help="debug, info, warning or error.")
+        ] = "info",
+    ) -> None:
+        """Run the route finder (POST /routes over the transport discovery's graph)."""
+        level = getattr(logging, log_level.upper(), None)
+        if not isinstance(level, int):
+            raise typer.BadParameter(f"unknown level {log_level!r}", param_hint="--log-level")
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        host, port = _parse_addr(addr)
+        try:
+            asyncio.run(_serve(host=host, port=port, tpd=tpd, refresh=refresh, by_hops=by_hops))
+        except KeyboardInterrupt:
+            pass
+        except Exception as exc:  # a port in use: say so and exit
+            logging.getLogger("skywire.rf").debug("startup failed", exc_info=True)
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc

@@ -1,0 +1,170 @@
+"""Typed async client of the route finder HTTP API (works against the Go route finder too).
+
+``POST <rf>/routes`` with ``{"Edges":["<src>:<dst>",…],"Opts":{"MinHops":n,"MaxHops":m}}``.
+A refusal raises the :class:`~skywire.services.rf.graph.RouteFinderError` subclass its message
+names; any other 404 is :class:`~.graph.TransportNotFoundError`, as the Go client maps every
+404 to ``ErrTransportNotFound``. A 200 answer that does not parse raises
+:class:`ResponseFormatError`; connection failures surface as ``aiohttp.ClientError`` /
+``TimeoutError``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+
+from skywire.cipher import PubKey
+from skywire.routing.route import Hop, PathEdges, RouteFormatError
+from skywire.services.rf.graph import (
+    DEFAULT_MAX_HOPS,
+    BadRequestError,
+    NoRouteError,
+    RouteFinderError,
+    RouteNotFoundError,
+    TransportNotFoundError,
+)
+
+__all__ = ["DEFAULT_TIMEOUT", "RFClient", "ResponseFormatError"]
+
+DEFAULT_TIMEOUT = 10.0
+"""Seconds per request (the Go client's default)."""
+
+_BY_MESSAGE: dict[str, type[RouteFinderError]] = {
+    "transport not found": TransportNotFoundError,
+    "no route to destination": NoRouteError,
+    "route not found": RouteNotFoundError,
+}
+
+
+class ResponseFormatError(RouteFinderError):
+    """A 200 answer that is not the routes object."""
+
+    code = 502
+
+
+def _error_from_response(status: int, body: bytes) -> RouteFinderError:
+    message = ""
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError):
+        obj = None
+    if isinstance(obj, dict) and isinstance(obj.get("error"), dict):
+        text = obj["error"].get("message")
+        if isinstance(text, str):
+            message = text
+    if not message:
+        message = body.decode("utf-8", "replace").strip() or f"HTTP {status}"
+    if status == 404:
+        return _BY_MESSAGE.get(message, TransportNotFoundError)(message)
+    if status == 400:
+        return BadRequestError(message)
+    err = RouteFinderError(message)
+    err.code = status
+    return err
+
+
+def _edges(pairs: Sequence[PathEdges | tuple[PubKey, PubKey]]) -> list[PathEdges]:
+    return [p if isinstance(p, PathEdges) else PathEdges(p[0], p[1]) for p in pairs]
+
+
+def parse_routes(body: bytes) -> dict[PathEdges, list[list[Hop]]]:
+    try:
+        obj = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise ResponseFormatError(f"routes: invalid JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise ResponseFormatError("routes: expected an object")
+    out: dict[PathEdges, list[list[Hop]]] = {}
+    try:
+        for key, paths in obj.items():
+            if not isinstance(paths, list) or not all(isinstance(p, list) for p in paths):
+                raise ResponseFormatError(f"routes[{key}]: expected a list of hop lists")
+            out[PathEdges.parse(key)] = [[Hop.from_json(h) for h in path] for path in paths]
+    except RouteFormatError as exc:
+        raise ResponseFormatError(f"routes: {exc}") from exc
+    return out
+
+
+class RFClient:
+    """A client of one route finder at ``base_url`` (``http://host:port``).
+
+    Pass an ``aiohttp.ClientSession`` to share one; otherwise the client opens its own and
+    closes it in :meth:`close` / ``async with``.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        base = base_url.rstrip("/")
+        self.base_url = base if "://" in base else f"http://{base}"
+        self._session = session
+        self._owns_session = session is None
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def _request(self, method: str, path: str, body: bytes | None = None) -> bytes:
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        async with self._http().request(
+            method, self.base_url + path, data=body, headers=headers, timeout=self._timeout
+        ) as resp:
+            payload = await resp.read()
+            if resp.status != 200:
+                raise _error_from_response(resp.status, payload)
+            return payload
+
+    async def find_routes(
+        self,
+        edges: Sequence[PathEdges | tuple[PubKey, PubKey]],
+        *,
+        min_hops: int = 0,
+        max_hops: int = DEFAULT_MAX_HOPS,
+        num_routes: int | None = None,
+    ) -> dict[PathEdges, list[list[Hop]]]:
+        """Paths for each (source, destination) pair, best first.
+
+        ``num_routes`` sends the [2026] ``NumRoutes`` option (ignored by [2024] finders).
+        """
+        opts: dict[str, int] = {"MinHops": min_hops, "MaxHops": max_hops}
+        if num_routes is not None:
+            opts["NumRoutes"] = num_routes
+        request = {"Edges": [e.text() for e in _edges(edges)], "Opts": opts}
+        body = json.dumps(request, separators=(",", ":")).encode()
+        return parse_routes(await self._request("POST", "/routes", body))
+
+    async def health(self) -> dict[str, Any]:
+        payload = await self._request("GET", "/health")
+        try:
+            obj = json.loads(payload)
+        except (ValueError, RecursionError) as exc:
+            raise ResponseFormatError(f"health: invalid JSON: {exc}") from exc
+        if not isinstance(obj, dict):
+            raise ResponseFormatError("health: expected an object")
+        return obj

@@ -1,0 +1,94 @@
+"""A :class:`~skywire.services.rf.graph.TransportSource` reading a transport discovery over HTTP.
+
+It lists every transport with the public ``GET /all-transports`` (an array of entries
+``{"t_id","edges","type","label",…}``). [2026] entries may carry a measured latency; its JSON
+key is UNVERIFIED, so a numeric ``latency_ms`` or ``latency`` field (milliseconds) is used when
+present and the transport counts as unmeasured otherwise. Entries that do not parse are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+import aiohttp
+
+from skywire.cipher import CipherError, PubKey
+from skywire.services.rf.graph import RouteFinderError, TransportInfo
+
+__all__ = ["HttpTransportSource", "parse_transport_entries"]
+
+log = logging.getLogger(__name__)
+
+
+def _entry(obj: Any) -> TransportInfo | None:
+    if not isinstance(obj, dict):
+        return None
+    if isinstance(obj.get("entry"), dict):  # a SignedEntry
+        obj = obj["entry"]
+    try:
+        tp_id = uuid.UUID(obj["t_id"])
+        edges = obj["edges"]
+        if not isinstance(edges, list) or len(edges) != 2:
+            return None
+        a, b = (PubKey.from_hex(e) for e in edges)
+        tp_type = obj.get("type", "")
+        if not isinstance(tp_type, str):
+            return None
+    except (KeyError, TypeError, ValueError, CipherError):
+        return None
+    latency: float | None = None
+    for key in ("latency_ms", "latency"):
+        value = obj.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            latency = float(value)
+            break
+    return TransportInfo(tp_id, (a, b), tp_type, latency)
+
+
+def parse_transport_entries(body: bytes) -> list[TransportInfo]:
+    """Entries of an ``/all-transports`` answer; malformed entries are skipped."""
+    try:
+        items = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise RouteFinderError(f"transport discovery: invalid JSON: {exc}") from exc
+    if not isinstance(items, list):
+        raise RouteFinderError("transport discovery: expected an array of entries")
+    out = [tp for tp in map(_entry, items) if tp is not None]
+    if len(out) != len(items):
+        log.debug("skipped %d malformed transport entries", len(items) - len(out))
+    return out
+
+
+class HttpTransportSource:
+    """Reads ``<tpd_url>/all-transports`` on every :meth:`all_transports` call."""
+
+    def __init__(
+        self,
+        tpd_url: str,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        timeout: float = 30.0,
+    ) -> None:
+        base = tpd_url.rstrip("/")
+        self.url = (base if "://" in base else f"http://{base}") + "/all-transports"
+        self._session = session
+        self._owns_session = session is None
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    async def all_transports(self) -> list[TransportInfo]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        async with self._session.get(self.url, timeout=self._timeout) as resp:
+            body = await resp.read()
+            if resp.status != 200:
+                text = body.decode("utf-8", "replace").strip()[:200]
+                raise RouteFinderError(f"transport discovery answered {resp.status}: {text}")
+        return parse_transport_entries(body)

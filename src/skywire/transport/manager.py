@@ -1,0 +1,493 @@
+"""Managed transports and the TransportManager.
+
+A transport is one authenticated, encrypted connection between two visors over one carrier,
+named by its deterministic ID. After the carrier is up, settlement runs: the dialer sends its
+half-signed entry, the listener checks it, countersigns it, registers it in transport discovery
+and answers one status byte. From then on the connection carries routing packets
+(``type ‖ route id ‖ size ‖ payload``).
+
+The manager owns every transport's read task, the accept loop of each carrier, the loop that
+keeps persistent transports up and the latency probe; closing it cancels and awaits them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from skywire.cipher import PubKey, SecKey
+from skywire.transport.entry import (
+    Entry,
+    EntryError,
+    SettlementError,
+    SettlementInitiator,
+    SettlementResponder,
+    SettlementStatus,
+    SignedEntry,
+    make_entry,
+    make_transport_id,
+)
+from skywire.transport.network import Conn, Network, TransportNetworkError
+from skywire.wire.errors import WireError
+
+log = logging.getLogger(__name__)
+
+SETTLEMENT_TIMEOUT = 20.0
+PACKET_HEADER = struct.Struct(">BIH")
+HEADER_LEN = PACKET_HEADER.size  # 7
+TRANSPORT_PING = 8  # transport-level packet types (route ID 0)
+TRANSPORT_PONG = 9
+LATENCY_INTERVAL = 10.0
+PERSISTENT_GRACE = 2.0
+PERSISTENT_RETRY_MAX = 30.0
+
+
+class TransportError(Exception):
+    """A transport could not be made, or is gone."""
+
+
+class Registry(Protocol):
+    """Where transports are published (transport discovery)."""
+
+    async def register(self, entries: list[SignedEntry]) -> None: ...
+
+    async def deregister(self, tp_id: uuid.UUID) -> None: ...
+
+    async def report_latency(self, tp_id: uuid.UUID, latency_ms: float) -> None: ...
+
+
+PacketHandler = Callable[["ManagedTransport", int, int, bytes], Awaitable[None]]
+
+
+@dataclass
+class TransportStats:
+    sent: int = 0
+    received: int = 0
+    packets_sent: int = 0
+    packets_received: int = 0
+    created: float = field(default_factory=time.time)
+
+
+class ManagedTransport:
+    """A settled transport: packet I/O with byte counters and a latency probe."""
+
+    def __init__(self, entry: Entry, conn: Conn, local_pk: PubKey) -> None:
+        self.entry = entry
+        self.conn = conn
+        self.local_pk = local_pk
+        self.stats = TransportStats()
+        self.latency_ms: float | None = None
+        self.inbox: asyncio.Queue[tuple[int, int, bytes]] = asyncio.Queue(1024)
+        self._write_lock = asyncio.Lock()
+        self._pings: dict[int, asyncio.Future[float]] = {}
+        self._closed = asyncio.Event()
+        self.deleted = False
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.entry.id
+
+    @property
+    def type(self) -> str:
+        return self.entry.type
+
+    @property
+    def remote_pk(self) -> PubKey:
+        return self.entry.remote_edge(self.local_pk)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def write_packet(self, ptype: int, route_id: int, payload: bytes = b"") -> None:
+        """Send one routing packet."""
+        if self.closed:
+            raise TransportError(f"transport {self.id} is closed")
+        if len(payload) > 0xFFFF:
+            raise TransportError("packet payload larger than 65535 bytes")
+        data = PACKET_HEADER.pack(ptype, route_id, len(payload)) + payload
+        async with self._write_lock:
+            try:
+                await self.conn.stream.write(data)
+            except (ConnectionError, WireError, OSError) as exc:
+                raise TransportError(f"transport {self.id}: {exc}") from exc
+        self.stats.sent += len(payload)
+        self.stats.packets_sent += 1
+
+    async def read_packet(self) -> tuple[int, int, bytes]:
+        """The next packet from the peer (``EOFError`` when the transport ends)."""
+        try:
+            head = await self.conn.stream.readexactly(HEADER_LEN)
+            ptype, route_id, size = PACKET_HEADER.unpack(head)
+            payload = await self.conn.stream.readexactly(size) if size else b""
+        except asyncio.IncompleteReadError as exc:
+            raise EOFError(f"transport {self.id} ended") from exc
+        self.stats.received += len(payload)
+        self.stats.packets_received += 1
+        return ptype, route_id, payload
+
+    async def ping(self, timeout: float = 5.0) -> float:
+        """Round trip of a transport-level ping, in milliseconds (also kept as ``latency_ms``)."""
+        stamp = time.monotonic_ns()
+        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._pings[stamp] = fut
+        try:
+            await self.write_packet(TRANSPORT_PING, 0, struct.pack(">q", stamp))
+            async with asyncio.timeout(timeout):
+                rtt = await fut
+        finally:
+            self._pings.pop(stamp, None)
+        self.latency_ms = rtt
+        return rtt
+
+    def _on_pong(self, payload: bytes) -> None:
+        if len(payload) < 8:
+            return
+        (stamp,) = struct.unpack(">q", payload[:8])
+        fut = self._pings.get(stamp)
+        if fut is not None and not fut.done():
+            fut.set_result((time.monotonic_ns() - stamp) / 1e6)
+
+    async def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        for fut in self._pings.values():
+            if not fut.done():
+                fut.set_exception(TransportError("transport closed"))
+                fut.exception()
+        with contextlib.suppress(ConnectionError, WireError, OSError):
+            await self.conn.stream.close()
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "id": str(self.id),
+            "local_pk": self.local_pk.hex(),
+            "remote_pk": self.remote_pk.hex(),
+            "type": self.type,
+            "label": self.entry.label,
+            "is_up": not self.closed,
+            "latency_ms": self.latency_ms,
+            "sent": self.stats.sent,
+            "received": self.stats.received,
+        }
+
+
+class TransportManager:
+    """Creates, accepts, keeps and removes this visor's transports."""
+
+    def __init__(
+        self,
+        sk: SecKey,
+        networks: Iterable[Network],
+        *,
+        registry: Registry | None = None,
+        persistent: Iterable[tuple[PubKey, str]] = (),
+        latency_interval: float = LATENCY_INTERVAL,
+    ) -> None:
+        self.sk = sk
+        self.pk = sk.pubkey()
+        self.networks: dict[str, Network] = {n.tp_type: n for n in networks}
+        self.registry = registry
+        self.persistent: set[tuple[PubKey, str]] = set(persistent)
+        self.latency_interval = latency_interval
+        self.transports: dict[uuid.UUID, ManagedTransport] = {}
+        self.packet_handler: PacketHandler | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._readers: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._dialing: dict[uuid.UUID, asyncio.Future[ManagedTransport]] = {}
+        self._changed = asyncio.Event()
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        for net in self.networks.values():
+            await net.start()
+            self._spawn(self._accept_loop(net), f"tp-accept-{net.tp_type}")
+        self._spawn(self._persistent_loop(), "tp-persistent")
+        if self.latency_interval > 0:
+            self._spawn(self._latency_loop(), "tp-latency")
+
+    async def __aenter__(self) -> TransportManager:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        async def run() -> None:
+            await coro
+
+        task = asyncio.create_task(run(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Close every transport and carrier; await every task. Entries stay in discovery
+        unless removed with :meth:`delete_transport` (the peer may redial a persistent one)."""
+        if self._closed:
+            return
+        self._closed = True
+        tasks = set(self._tasks) | set(self._readers.values())
+        for task in tasks:
+            task.cancel()
+        for fut in self._dialing.values():
+            fut.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        for tp in list(self.transports.values()):
+            await tp.close()
+        self.transports.clear()
+        for net in self.networks.values():
+            await net.close()
+
+    # ------------------------------------------------------------------ queries
+    def get(self, tp_id: uuid.UUID) -> ManagedTransport | None:
+        return self.transports.get(tp_id)
+
+    def by_remote(self, pk: PubKey, tp_type: str | None = None) -> list[ManagedTransport]:
+        return [
+            tp
+            for tp in self.transports.values()
+            if tp.remote_pk == pk and (tp_type is None or tp.type == tp_type)
+        ]
+
+    def transport_types(self) -> list[str]:
+        return sorted(self.networks)
+
+    async def wait_for(self, tp_id: uuid.UUID) -> ManagedTransport:
+        """Wait until the transport with ``tp_id`` is up (e.g. dialed by the peer)."""
+        while True:
+            tp = self.transports.get(tp_id)
+            if tp is not None and not tp.closed:
+                return tp
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def wait_gone(self, tp_id: uuid.UUID) -> None:
+        while tp_id in self.transports:
+            self._changed.clear()
+            await self._changed.wait()
+
+    # ------------------------------------------------------------------ create / remove
+    async def save_transport(
+        self, remote: PubKey, tp_type: str, label: str = "user"
+    ) -> ManagedTransport:
+        """The transport to ``remote`` over ``tp_type``: the existing one or a new one."""
+        if self._closed:
+            raise TransportError("transport manager closed")
+        if remote == self.pk:
+            raise TransportError("a transport to oneself is not allowed")
+        net = self.networks.get(tp_type)
+        if net is None:
+            raise TransportError(f"transport type {tp_type!r} is not enabled here")
+        tp_id = make_transport_id(self.pk, remote, tp_type)
+        existing = self.transports.get(tp_id)
+        if existing is not None and not existing.closed:
+            return existing
+        pending = self._dialing.get(tp_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[ManagedTransport] = asyncio.get_running_loop().create_future()
+        self._dialing[tp_id] = fut
+        try:
+            conn = await net.dial(remote)
+            tp = await self._settle_initiator(conn, label)
+        except BaseException as exc:
+            if not fut.done():
+                fut.set_exception(exc)
+                fut.exception()
+            if isinstance(exc, TransportNetworkError | EntryError | WireError | OSError):
+                raise TransportError(f"{tp_type} transport to {remote}: {exc}") from exc
+            raise
+        else:
+            fut.set_result(tp)
+            return tp
+        finally:
+            self._dialing.pop(tp_id, None)
+
+    async def delete_transport(self, tp_id: uuid.UUID) -> None:
+        """Close the transport and remove it from transport discovery."""
+        tp = self.transports.get(tp_id)
+        if tp is None:
+            raise TransportError(f"no transport {tp_id}")
+        tp.deleted = True
+        self.persistent.discard((tp.remote_pk, tp.type))
+        await tp.close()
+        reader = self._readers.get(tp_id)
+        if reader is not None and reader is not asyncio.current_task():
+            await asyncio.wait({reader})
+        self._forget(tp)
+        await self._deregister(tp_id)
+
+    async def _deregister(self, tp_id: uuid.UUID) -> None:
+        if self.registry is None:
+            return
+        try:
+            await self.registry.deregister(tp_id)
+        except Exception as exc:  # the registry's client errors vary
+            log.info("could not deregister transport %s: %s", tp_id, exc)
+
+    # ------------------------------------------------------------------ settlement
+    async def _settle_initiator(self, conn: Conn, label: str) -> ManagedTransport:
+        s = SettlementInitiator(self.pk, self.sk, conn.remote_pk, conn.tp_type, label)
+        try:
+            async with asyncio.timeout(SETTLEMENT_TIMEOUT):
+                await conn.stream.write(s.data_to_send())
+                s.receive_data(await conn.stream.readexactly(1))
+        except BaseException as exc:
+            with contextlib.suppress(ConnectionError, WireError, OSError):
+                await conn.stream.close()
+            if isinstance(exc, asyncio.IncompleteReadError):
+                raise TransportError("peer closed during settlement") from exc
+            if isinstance(exc, TimeoutError):
+                raise TransportError("settlement timed out") from exc
+            raise
+        return self._adopt(s.entry, conn)
+
+    async def _settle_responder(self, conn: Conn) -> ManagedTransport | None:
+        s = SettlementResponder(self.pk, self.sk, conn.remote_pk, conn.tp_type)
+        try:
+            async with asyncio.timeout(SETTLEMENT_TIMEOUT):
+                while not s.receive_data(await conn.stream.read(4096) or _eof()):
+                    pass
+                assert s.signed_entry is not None
+                if self.registry is not None:
+                    try:
+                        await self.registry.register([s.signed_entry])
+                    except Exception as exc:
+                        log.warning(
+                            "transport discovery refused %s: %s", s.signed_entry.entry.id, exc
+                        )
+                        await conn.stream.write(SettlementStatus.FAILURE.encode())
+                        raise TransportError(f"registration failed: {exc}") from exc
+                await conn.stream.write(SettlementStatus.OK.encode())
+        except SettlementError as exc:
+            with contextlib.suppress(ConnectionError, WireError, OSError):
+                await conn.stream.write(s.data_to_send())
+            log.info("settlement with %s refused: %s", conn.remote_pk, exc)
+            await conn.stream.close()
+            return None
+        except (TransportError, EOFError, ConnectionError, WireError, OSError, TimeoutError) as exc:
+            log.info("settlement with %s failed: %s", conn.remote_pk, exc)
+            with contextlib.suppress(ConnectionError, WireError, OSError):
+                await conn.stream.close()
+            return None
+        return self._adopt(s.signed_entry.entry, conn)
+
+    def _adopt(self, entry: Entry, conn: Conn) -> ManagedTransport:
+        old = self.transports.get(entry.id)
+        if old is not None:
+            # The peer dialed again (e.g. after a restart): the new connection wins.
+            old.deleted = True
+            self._spawn(old.close(), f"tp-close-old-{entry.id}")
+        tp = ManagedTransport(entry, conn, self.pk)
+        self.transports[entry.id] = tp
+        reader = asyncio.create_task(self._read_loop(tp), name=f"tp-read-{entry.id}")
+        self._readers[entry.id] = reader
+        self._changed.set()
+        log.info("transport %s (%s) with %s is up", entry.id, entry.type, tp.remote_pk)
+        return tp
+
+    def _forget(self, tp: ManagedTransport) -> None:
+        if self.transports.get(tp.id) is tp:
+            del self.transports[tp.id]
+            reader = self._readers.get(tp.id)
+            if reader is not None and reader.done():
+                del self._readers[tp.id]
+        self._changed.set()
+
+    # ------------------------------------------------------------------ loops
+    async def _accept_loop(self, net: Network) -> None:
+        while True:
+            try:
+                conn = await net.accept()
+            except TransportNetworkError:
+                return
+            except ConnectionError:
+                return
+            self._spawn(self._settle_accepted(conn), f"tp-settle-{conn.remote_pk}")
+
+    async def _settle_accepted(self, conn: Conn) -> None:
+        await self._settle_responder(conn)
+
+    async def _read_loop(self, tp: ManagedTransport) -> None:
+        try:
+            while True:
+                ptype, route_id, payload = await tp.read_packet()
+                if ptype == TRANSPORT_PING:
+                    await tp.write_packet(TRANSPORT_PONG, 0, payload)
+                elif ptype == TRANSPORT_PONG:
+                    tp._on_pong(payload)
+                elif self.packet_handler is not None:
+                    await self.packet_handler(tp, ptype, route_id, payload)
+                else:
+                    await tp.inbox.put((ptype, route_id, payload))
+        except (EOFError, TransportError, ConnectionError, WireError, OSError) as exc:
+            log.info("transport %s ended: %s", tp.id, exc)
+        finally:
+            await tp.close()
+            if self._readers.get(tp.id) is asyncio.current_task():
+                del self._readers[tp.id]
+            self._forget(tp)
+
+    async def _persistent_loop(self) -> None:
+        """Keep every persistent transport up.
+
+        When one drops, the edge whose key sorts first redials at once (as the reference
+        chooses the redialing side); the other waits a grace period for it, then redials too.
+        """
+        wait = 1.0
+        while True:
+            missing = [
+                (pk, t)
+                for pk, t in sorted(self.persistent, key=lambda x: (x[0].raw, x[1]))
+                if not self.by_remote(pk, t)
+            ]
+            failed = False
+            for pk, t in missing:
+                expected = make_entry(self.pk, pk, t)
+                tp_id = expected.id
+                if not expected.is_least_significant_edge(self.pk):
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(PERSISTENT_GRACE):
+                            await self.wait_for(tp_id)
+                    if self.by_remote(pk, t):
+                        continue
+                try:
+                    await self.save_transport(pk, t)
+                except TransportError as exc:
+                    failed = True
+                    log.info("persistent transport to %s (%s): %s", pk, t, exc)
+            wait = min(wait * 2, PERSISTENT_RETRY_MAX) if failed else 1.0
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait if failed or missing else None):
+                    await self._changed.wait()
+
+    async def _latency_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.latency_interval)
+            for tp in list(self.transports.values()):
+                try:
+                    ms = await tp.ping()
+                except (TransportError, TimeoutError) as exc:
+                    log.info("latency probe on %s failed: %s", tp.id, exc)
+                    continue
+                if self.registry is not None:
+                    try:
+                        await self.registry.report_latency(tp.id, ms)
+                    except Exception as exc:
+                        log.debug("latency report for %s failed: %s", tp.id, exc)
+
+
+def _eof() -> bytes:
+    raise EOFError("peer closed during settlement")

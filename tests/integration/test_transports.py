@@ -9,32 +9,42 @@ import uuid
 import pytest
 
 from skywire.cipher import KeyPair, SecKey
+from skywire.services.tpd.api import TPDServer
+from skywire.services.tpd.client import TPDRegistry
+from skywire.services.tpd.store.memory import MemoryStore
 from skywire.testnet.dmsgnet import LocalDmsgNetwork
-from skywire.transport.entry import SignedEntry, make_transport_id
+from skywire.transport.entry import make_transport_id
 from skywire.transport.manager import TransportManager
 from skywire.transport.network import DmsgNetwork, TCPNetwork, static_table
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class MemoryRegistry:
-    """Stands in for transport discovery until the TPD client is wired (same protocol)."""
+class TPD:
+    """A real transport discovery on 127.0.0.1 (memory store) and per-visor registries."""
 
     def __init__(self) -> None:
-        self.entries: dict[uuid.UUID, SignedEntry] = {}
-        self.latency: dict[uuid.UUID, float] = {}
+        self.store = MemoryStore()
+        self.server = TPDServer(self.store)
+        self._registries: list[TPDRegistry] = []
 
-    async def register(self, entries: list[SignedEntry]) -> None:
-        for e in entries:
-            e.verify_pk(e.entry.edges[0])
-            e.verify_pk(e.entry.edges[1])
-            self.entries[e.entry.id] = e
+    async def __aenter__(self) -> TPD:
+        await self.server.__aenter__()
+        return self
 
-    async def deregister(self, tp_id: uuid.UUID) -> None:
-        self.entries.pop(tp_id, None)
+    async def __aexit__(self, *exc: object) -> None:
+        for r in self._registries:
+            await r.close()
+        await self.server.__aexit__(None, None, None)
+        await self.store.close()
 
-    async def report_latency(self, tp_id: uuid.UUID, latency_ms: float) -> None:
-        self.latency[tp_id] = latency_ms
+    def registry(self, sk: SecKey) -> TPDRegistry:
+        reg = TPDRegistry(self.server.url, sk)
+        self._registries.append(reg)
+        return reg
+
+    async def ids(self) -> set[uuid.UUID]:
+        return {e.id for e in await self.store.all_transports()}
 
 
 def _stcp(sk: SecKey, table: dict[str, str], port: int = 0) -> TCPNetwork:
@@ -44,11 +54,11 @@ def _stcp(sk: SecKey, table: dict[str, str], port: int = 0) -> TCPNetwork:
 async def test_stcp_transport_both_ways_and_removal() -> None:
     a, b = KeyPair.generate(), KeyPair.generate()
     table: dict[str, str] = {}
-    reg = MemoryRegistry()
     net_a, net_b = _stcp(a.sk, table), _stcp(b.sk, table)
     async with (
-        TransportManager(a.sk, [net_a], registry=reg, latency_interval=0) as tm_a,
-        TransportManager(b.sk, [net_b], registry=reg, latency_interval=0) as tm_b,
+        TPD() as tpd,
+        TransportManager(a.sk, [net_a], registry=tpd.registry(a.sk), latency_interval=0) as tm_a,
+        TransportManager(b.sk, [net_b], registry=tpd.registry(b.sk), latency_interval=0) as tm_b,
     ):
         table[a.pk.hex()] = f"127.0.0.1:{net_a.port}"
         table[b.pk.hex()] = f"127.0.0.1:{net_b.port}"
@@ -56,7 +66,9 @@ async def test_stcp_transport_both_ways_and_removal() -> None:
         assert tp.id == make_transport_id(a.pk, b.pk, "stcp")
         peer = await tm_b.wait_for(tp.id)
         # registered once, with both signatures, by the accepting side
-        assert list(reg.entries) == [tp.id]
+        assert await tpd.ids() == {tp.id}
+        (signed,) = [await tpd.store.get_signed(tp.id)]
+        signed.verify_all()
         # packets both ways
         blob = os.urandom(60000)
         await tp.write_packet(0, 7, blob)
@@ -64,30 +76,37 @@ async def test_stcp_transport_both_ways_and_removal() -> None:
         await peer.write_packet(0, 9, b"back")
         assert await tp.inbox.get() == (0, 9, b"back")
         assert tp.stats.sent == len(blob) and peer.stats.received == len(blob)
-        # latency probe over the transport
-        assert await tp.ping() > 0
+        # latency probe over the transport, reported to discovery
+        ms = await tp.ping()
+        assert ms > 0
+        await tm_a.registry.report_latency(tp.id, ms)  # type: ignore[union-attr]
+        assert (await tpd.store.get_by_id(tp.id)).latency_ms == pytest.approx(ms)
         # a second save returns the same transport
         assert await tm_a.save_transport(b.pk, "stcp") is tp
         # removal: gone from both tables and from discovery
         await tm_a.delete_transport(tp.id)
         await tm_b.wait_gone(tp.id)
-        assert tp.id not in reg.entries
+        assert await tpd.ids() == set()
 
 
 async def test_dmsg_transport() -> None:
     async with LocalDmsgNetwork(servers=1) as dnet:
         ca = await dnet.client()
         cb = await dnet.client()
-        reg = MemoryRegistry()
         async with (
-            TransportManager(ca.sk, [DmsgNetwork(ca)], registry=reg, latency_interval=0) as tm_a,
-            TransportManager(cb.sk, [DmsgNetwork(cb)], registry=reg, latency_interval=0) as tm_b,
+            TPD() as tpd,
+            TransportManager(
+                ca.sk, [DmsgNetwork(ca)], registry=tpd.registry(ca.sk), latency_interval=0
+            ) as tm_a,
+            TransportManager(
+                cb.sk, [DmsgNetwork(cb)], registry=tpd.registry(cb.sk), latency_interval=0
+            ) as tm_b,
         ):
             tp = await tm_a.save_transport(cb.pk, "dmsg")
             peer = await tm_b.wait_for(tp.id)
             await tp.write_packet(0, 1, b"over dmsg")
             assert await peer.inbox.get() == (0, 1, b"over dmsg")
-            assert tp.id in reg.entries
+            assert await tpd.ids() == {tp.id}
 
 
 async def test_handshake_refuses_forged_peer() -> None:

@@ -29,13 +29,14 @@ def version() -> None:
 
 def _register() -> None:
     """Attach the sub-commands that live in their own modules."""
-    from skywire.cli import demo, dmsg, dmsg_disc, svc_rf, visor
+    from skywire.cli import demo, dmsg, dmsg_disc, svc_rf, svc_tpd, visor
 
     demo.register(app)
     visor.register(app)
     dmsg.register(dmsg_app)
     dmsg_disc.register(dmsg_app)
     svc_rf.register(svc_app)
+    svc_tpd.register(svc_app)
 
 
 _register()

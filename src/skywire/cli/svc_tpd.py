@@ -1,0 +1,113 @@
+"""``skywire svc tpd``: run the transport discovery service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from skywire.dmsg.disc_entry import split_host_port
+
+_DEFAULT_DB = Path("./transport-discovery.db")
+_DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+class StoreKind(enum.StrEnum):
+    sqlite = "sqlite"
+    memory = "memory"
+    postgres = "postgres"
+
+
+def _parse_addr(addr: str) -> tuple[str, int]:
+    try:
+        host, port_text = split_host_port(addr)
+        port = int(port_text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{addr!r} is not host:port ({exc})", param_hint="--addr") from exc
+    if not 0 <= port <= 65535:
+        raise typer.BadParameter(f"port {port} out of range", param_hint="--addr")
+    return host, port
+
+
+async def _serve(
+    *, host: str, port: int, store_kind: StoreKind, db: Path, pg_url: str, pg_schema: str
+) -> None:
+    from skywire.services.tpd.api import TPDServer
+    from skywire.services.tpd.store import open_store
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    store = await open_store(
+        store_kind.value, db=str(db), pg_url=pg_url, pg_schema=pg_schema or None
+    )
+    where = {
+        StoreKind.sqlite: f"sqlite {db}",
+        StoreKind.memory: "memory",
+        StoreKind.postgres: f"postgres {pg_url}" + (f" schema {pg_schema}" if pg_schema else ""),
+    }[store_kind]
+    async with store, TPDServer(store, host, port) as server:
+        typer.echo(f"transport discovery listening on {host or '*'}:{server.port} (store: {where})")
+        await stop.wait()
+        typer.echo("shutting down")
+
+
+def register(svc_app: typer.Typer) -> None:
+    """Attach ``tpd`` to the ``skywire svc`` command group."""
+
+    @svc_app.command("tpd")
+    def tpd(
+        addr: Annotated[
+            str,
+            typer.Option(
+                "--addr", "-a", help="Listen address host:port (empty host: all interfaces)."
+            ),
+        ] = "127.0.0.1:9091",
+        store: Annotated[
+            StoreKind, typer.Option("--store", help="Where transports and nonces live.")
+        ] = StoreKind.sqlite,
+        db: Annotated[
+            Path, typer.Option("--db", help="SQLite file (--store sqlite).")
+        ] = _DEFAULT_DB,
+        pg_url: Annotated[
+            str, typer.Option("--pg-url", help="PostgreSQL URL (--store postgres).")
+        ] = _DEFAULT_PG,
+        pg_schema: Annotated[
+            str, typer.Option("--pg-schema", help="PostgreSQL schema for the tables (optional).")
+        ] = "",
+        log_level: Annotated[
+            str, typer.Option("--log-level", help="debug, info, warning or error.")
+        ] = "info",
+    ) -> None:
+        """Run the transport discovery service (registry of signed transport entries)."""
+        level = getattr(logging, log_level.upper(), None)
+        if not isinstance(level, int):
+            raise typer.BadParameter(f"unknown level {log_level!r}", param_hint="--log-level")
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        host, port = _parse_addr(addr)
+        try:
+            asyncio.run(
+                _serve(
+                    host=host,
+                    port=port,
+                    store_kind=store,
+                    db=db,
+                    pg_url=pg_url,
+                    pg_schema=pg_schema,
+                )
+            )
+        except KeyboardInterrupt:
+            pass
+        except Exception as exc:  # a store that cannot open, a port in use: say so and exit
+            logging.getLogger("skywire.tpd").debug("startup failed", exc_info=True)
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc

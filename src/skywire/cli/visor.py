@@ -1,0 +1,232 @@
+"""``skywire visor`` (run a visor) and ``skywire cli …`` (configure and control one)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from skywire.cipher import CipherError, PubKey, SecKey
+from skywire.transport.entry import TransportType, make_transport_id
+
+out = Console()
+err = Console(stderr=True)
+
+cli_app = typer.Typer(help="Configure and control a visor.", no_args_is_help=True)
+config_app = typer.Typer(help="Visor configuration files.", no_args_is_help=True)
+visor_app = typer.Typer(help="Talk to a running visor.", no_args_is_help=True)
+tp_app = typer.Typer(help="Transports of a running visor.", no_args_is_help=True)
+cli_app.add_typer(config_app, name="config")
+cli_app.add_typer(visor_app, name="visor")
+visor_app.add_typer(tp_app, name="tp")
+
+RpcOption = Annotated[
+    str, typer.Option("--rpc", help="The visor's control address.", envvar="SKYWIRE_RPC")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+TESTNET = {
+    "dmsg_discovery": "http://127.0.0.1:9090",
+    "tpd": "http://127.0.0.1:9091",
+    "rf": "http://127.0.0.1:9092",
+    "ar": "http://127.0.0.1:9093",
+}
+
+
+def _pk(text: str) -> PubKey:
+    try:
+        pk = PubKey.parse(text)
+    except CipherError as exc:
+        raise typer.BadParameter(f"{text!r}: {exc}") from exc
+    if pk.is_null():
+        raise typer.BadParameter("the null public key is not a visor")
+    return pk
+
+
+def _call(rpc: str, method: str, path: str, body: Any = None) -> Any:
+    from skywire.visor.rpc import RPCClient, RPCClientError
+
+    try:
+        return asyncio.run(RPCClient(rpc).call(method, path, body))
+    except RPCClientError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+
+
+# ------------------------------------------------------------------------------ config
+@config_app.command("gen")
+def config_gen(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+    testnet: Annotated[
+        bool,
+        typer.Option("--testnet", "-t", help="Point at local services (skywire testnet ports)."),
+    ] = False,
+    sk: Annotated[str, typer.Option("--sk", help="Use this secret key (hex).")] = "",
+    local_path: Annotated[str, typer.Option(help="State directory of the visor.")] = "./local",
+    cli_addr: Annotated[str, typer.Option(help="Control API address.")] = "localhost:3435",
+) -> None:
+    """Write a skywire-config.json with a fresh key pair (or the one given)."""
+    from skywire.visor.config import VisorConfig
+
+    key = None
+    if sk:
+        try:
+            key = SecKey.from_hex(sk)
+        except CipherError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--sk") from exc
+    if testnet:
+        cfg = VisorConfig.generate(
+            sk=key,
+            local_path=local_path,
+            cli_addr=cli_addr,
+            dmsg_discovery=TESTNET["dmsg_discovery"],
+            tpd=TESTNET["tpd"],
+            ar=TESTNET["ar"],
+            rf=TESTNET["rf"],
+        )
+    else:
+        cfg = VisorConfig.generate(sk=key, local_path=local_path, cli_addr=cli_addr)
+    if output is None:
+        sys.stdout.write(cfg.to_json() + "\n")
+    else:
+        cfg.save(output)
+        err.print(f"wrote {output} (visor {cfg.pk})")
+
+
+# ------------------------------------------------------------------------------ visor info
+@visor_app.command("info")
+def visor_info(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -> None:
+    """Summary of the running visor."""
+    info = _call(rpc, "GET", "/visor/info")
+    if as_json:
+        out.print_json(json.dumps(info))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in info.items():
+        if isinstance(value, list):
+            value = "\n".join(map(str, value)) or "-"
+        table.add_row(f"[bold]{key}[/bold]", str(value))
+    out.print(table)
+
+
+@visor_app.command("pk")
+def visor_pk(rpc: RpcOption = "localhost:3435") -> None:
+    """The running visor's public key."""
+    out.print(_call(rpc, "GET", "/visor/info")["pk"])
+
+
+# ------------------------------------------------------------------------------ transports
+def _tp_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="transports")
+    for col in ("type", "id", "remote", "mode", "latency", "sent", "received"):
+        table.add_column(col, justify="right" if col in ("sent", "received") else "left")
+    for r in rows:
+        latency = r.get("latency_ms")
+        table.add_row(
+            r["type"],
+            r["id"],
+            r["remote_pk"],
+            "up" if r.get("is_up") else "down",
+            f"{latency:.1f} ms" if isinstance(latency, int | float) else "-",
+            str(r.get("sent", 0)),
+            str(r.get("received", 0)),
+        )
+    return table
+
+
+@tp_app.command("ls")
+def tp_ls(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -> None:
+    """List the visor's transports."""
+    rows = _call(rpc, "GET", "/transports")
+    if as_json:
+        out.print_json(json.dumps(rows))
+    else:
+        out.print(_tp_table(rows))
+
+
+@tp_app.command("add")
+def tp_add(
+    pk: Annotated[str, typer.Argument(help="Remote visor public key.")],
+    tp_type: Annotated[str, typer.Option("--type", "-t", help="dmsg, stcp, stcpr or sudph.")],
+    rpc: RpcOption = "localhost:3435",
+    as_json: JsonOption = False,
+) -> None:
+    """Create (or reuse) a transport to a visor."""
+    row = _call(rpc, "POST", "/transports", {"pk": _pk(pk).hex(), "type": tp_type})
+    if as_json:
+        out.print_json(json.dumps(row))
+    else:
+        out.print(_tp_table([row]))
+
+
+@tp_app.command("rm")
+def tp_rm(
+    tp_id: Annotated[str, typer.Argument(help="Transport ID.")],
+    rpc: RpcOption = "localhost:3435",
+) -> None:
+    """Remove a transport (also from transport discovery)."""
+    _call(rpc, "DELETE", f"/transports/{tp_id}")
+    out.print(f"removed {tp_id}")
+
+
+@tp_app.command("type")
+def tp_type(rpc: RpcOption = "localhost:3435") -> None:
+    """Transport types the visor can make."""
+    for t in _call(rpc, "GET", "/transport-types"):
+        out.print(t)
+
+
+@tp_app.command("id")
+def tp_id(
+    pk_a: Annotated[str, typer.Argument(help="One edge.")],
+    pk_b: Annotated[str, typer.Argument(help="The other edge.")],
+    tp_type: Annotated[str, typer.Argument(help="dmsg, stcp, stcpr or sudph.")],
+) -> None:
+    """Print the deterministic transport ID of a pair of visors and a type (offline)."""
+    known = {t.value for t in TransportType}
+    if tp_type not in known:
+        err.print(f"[yellow]note:[/yellow] {tp_type!r} is not one of {sorted(known)}")
+    out.print(str(make_transport_id(_pk(pk_a), _pk(pk_b), tp_type)))
+
+
+# ------------------------------------------------------------------------------ run
+def visor_run(
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="skywire-config.json to run.")
+    ] = Path("skywire-config.json"),
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "",
+) -> None:
+    """Run a visor until interrupted."""
+    from skywire.cli.dmsg import run_until_interrupted, setup_logging
+    from skywire.visor.config import VisorConfig
+    from skywire.visor.visor import Visor
+
+    try:
+        cfg = VisorConfig.load(config)
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]error:[/red] cannot load {config}: {exc}")
+        raise typer.Exit(2) from exc
+    setup_logging(log_level or cfg.log_level)
+
+    async def main(stop: asyncio.Event) -> None:
+        from skywire.visor.services import service_registry
+
+        async with service_registry(cfg) as registry, Visor(cfg, registry=registry) as v:
+            err.print(f"visor {v.pk} running; control API on {cfg.cli_addr}")
+            await stop.wait()
+            err.print("shutting down")
+
+    asyncio.run(run_until_interrupted(main))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(cli_app, name="cli")
+    app.command("visor")(visor_run)

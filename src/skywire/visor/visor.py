@@ -1,0 +1,146 @@
+"""The visor: keys, a dmsg client, a transport manager and the local RPC the CLI talks to.
+
+``async with Visor(cfg) as v:`` starts everything in order and, on exit, undoes it in reverse:
+the RPC stops, transports this visor registered are removed from transport discovery, address
+resolver binds are released, the dmsg entry is deleted and every task is awaited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any
+
+from skywire import __version__
+from skywire.cipher import PubKey
+from skywire.dmsg.client import Client
+from skywire.services.dmsgdisc.client import DiscClient
+from skywire.transport.manager import ManagedTransport, Registry, TransportManager
+from skywire.transport.network import DmsgNetwork, Network, TCPNetwork, static_table
+from skywire.visor.config import VisorConfig
+from skywire.visor.rpc import RPCServer
+
+log = logging.getLogger(__name__)
+
+
+class Visor:
+    """One Skywire node."""
+
+    def __init__(
+        self,
+        cfg: VisorConfig,
+        *,
+        registry: Registry | None = None,
+        extra_networks: list[Network] | None = None,
+        rpc: bool = True,
+        latency_interval: float = 10.0,
+    ) -> None:
+        self.cfg = cfg
+        self.sk = cfg.sk
+        self.pk: PubKey = cfg.pk
+        self._registry = registry
+        self._extra_networks = extra_networks or []
+        self._rpc_enabled = rpc
+        self._latency_interval = latency_interval
+        self.started = time.time()
+        self.dmsg: Client | None = None
+        self.tm: TransportManager | None = None
+        self.rpc: RPCServer | None = None
+        self._disc: DiscClient | None = None
+        self._closers: list[Any] = []
+
+    async def __aenter__(self) -> Visor:
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        self._disc = DiscClient(cfg.dmsg.discovery)
+        self.dmsg = Client(self.sk, self._disc, min_sessions=cfg.dmsg.sessions_count)
+        await self.dmsg.start()
+        networks: list[Network] = [DmsgNetwork(self.dmsg), *self._extra_networks]
+        if cfg.skywire_tcp.listening_address:
+            host, _, port = cfg.skywire_tcp.listening_address.rpartition(":")
+            networks.append(
+                TCPNetwork(
+                    self.sk,
+                    "stcp",
+                    host=host or "0.0.0.0",
+                    port=int(port or 0),
+                    resolve=static_table(cfg.skywire_tcp.pk_table),
+                )
+            )
+        persistent = [(p.pk, p.type) for p in cfg.persistent_transports or []]
+        self.tm = TransportManager(
+            self.sk,
+            networks,
+            registry=self._registry,
+            persistent=persistent,
+            latency_interval=self._latency_interval,
+        )
+        await self.tm.start()
+        if self._rpc_enabled:
+            self.rpc = RPCServer(self, cfg.cli_addr)
+            await self.rpc.start()
+        log.info("visor %s up", self.pk)
+
+    async def close(self) -> None:
+        if self.rpc is not None:
+            await self.rpc.close()
+            self.rpc = None
+        if self.tm is not None:
+            if self._registry is not None:
+                for tp in list(self.tm.transports.values()):
+                    with contextlib.suppress(Exception):
+                        await self._registry.deregister(tp.id)
+            await self.tm.close()
+            self.tm = None
+        if self.dmsg is not None:
+            await self.dmsg.close()
+            self.dmsg = None
+        if self._disc is not None:
+            await self._disc.close()
+            self._disc = None
+
+    async def ready(self, timeout: float = 10.0) -> None:
+        """Wait until the dmsg sessions are up and the entry is published."""
+        assert self.dmsg is not None
+        await self.dmsg.ready(timeout)
+
+    # ------------------------------------------------------------------ what the RPC serves
+    def info(self) -> dict[str, Any]:
+        assert self.dmsg is not None and self.tm is not None
+        return {
+            "pk": self.pk.hex(),
+            "version": __version__,
+            "uptime_s": round(time.time() - self.started, 1),
+            "dmsg_discovery": self.cfg.dmsg.discovery,
+            "dmsg_servers": [pk.hex() for pk in self.dmsg.sessions],
+            "transport_types": self.tm.transport_types(),
+            "transports": len(self.tm.transports),
+            "transport_discovery": self.cfg.transport.discovery,
+            "address_resolver": self.cfg.transport.address_resolver,
+            "route_finder": self.cfg.routing.route_finder,
+            "route_setup_nodes": [pk.hex() for pk in self.cfg.routing.route_setup_nodes],
+        }
+
+    def transports(self) -> list[ManagedTransport]:
+        assert self.tm is not None
+        return list(self.tm.transports.values())
+
+    async def add_transport(self, pk: PubKey, tp_type: str) -> ManagedTransport:
+        assert self.tm is not None
+        return await self.tm.save_transport(pk, tp_type)
+
+    async def remove_transport(self, tp_id: uuid.UUID) -> None:
+        assert self.tm is not None
+        await self.tm.delete_transport(tp_id)

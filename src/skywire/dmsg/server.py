@@ -315,6 +315,15 @@ class Server:
 
     # ------------------------------------------------------------------ sessions
     async def _on_connection(self, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        # A connection task must not end cancelled: asyncio 3.11's start_server callback calls
+        # task.exception() on it and would log the CancelledError. Server.close() cancels these
+        # tasks, possibly while their clean-up is already running.
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._handle_connection(reader, w)
+
+    async def _handle_connection(
+        self, reader: asyncio.StreamReader, w: asyncio.StreamWriter
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
         if self._closing:
@@ -349,8 +358,6 @@ class Server:
                 if self.sessions.get(remote) is session:
                     del self.sessions[remote]
                     self._sessions_changed()
-        except asyncio.CancelledError:
-            pass
         finally:
             if session is not None:
                 await session.close()

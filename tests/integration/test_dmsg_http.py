@@ -24,6 +24,7 @@ from skywire.dmsg.http import (
     DmsgURL,
     DmsgURLError,
     HTTPServer,
+    StreamTransport,
     fetch,
     serve_app,
 )
@@ -558,3 +559,58 @@ async def test_client_close_releases_unread_bodies(net: StreamNetwork) -> None:
         assert r2.text == "hello dmsg"
     assert_all_closed(net)
     assert asyncio.all_tasks() == baseline
+
+
+class _GatedStream:
+    """A stream that delivers one request and holds every write until ``gate`` is set."""
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.gate = asyncio.Event()
+        self.out = bytearray()
+        self.closed = asyncio.Event()
+
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        if self.request:
+            data, self.request = self.request, b""
+            return data
+        await self.closed.wait()
+        return b""
+
+    async def readexactly(self, n: int) -> bytes:
+        raise NotImplementedError
+
+    async def write(self, data: bytes) -> None:
+        await self.gate.wait()
+        self.out += data
+
+    async def close(self) -> None:
+        self.closed.set()
+
+
+@pytest.mark.parametrize("size", [0, 16 * 1024, 64 * 1024, 80 * 1024, 200_000])
+async def test_file_response_over_blocked_stream_keeps_pause_state(
+    tmp_path: Path, size: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    # aiohttp's FileResponse goes through loop.sendfile()'s fallback, which swaps its own
+    # protocol in and out; with 64 KiB the write that ends the file is the one that pauses, so
+    # the transport used to resume an aiohttp protocol that was not paused (AssertionError).
+    data = os.urandom(size)
+    (tmp_path / "f.bin").write_bytes(data)
+    app = web.Application()
+    app.router.add_static("/", tmp_path)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        stream = _GatedStream(b"GET /f.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        transport = StreamTransport(stream, runner.server())
+        task = asyncio.create_task(transport.run())
+        await asyncio.sleep(0.2)  # the whole file is handed to the transport, writes held
+        stream.gate.set()
+        await asyncio.wait_for(task, 5)
+    finally:
+        await runner.cleanup()
+    head, _, body = bytes(stream.out).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert body == data
+    assert not [r for r in caplog.records if r.name == "skywire.dmsg.http"]

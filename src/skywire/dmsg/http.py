@@ -225,6 +225,7 @@ class StreamTransport(_aio_transports._FlowControlMixin):
         self._low_water = 16 * 1024
         self._stream = stream
         self._protocol: asyncio.Protocol = protocol
+        self._replaced: asyncio.Protocol | None = None  # the protocol set_protocol() swapped out
         self._buffer: deque[bytes] = deque()
         self._buffered = 0
         self._wakeup = asyncio.Event()  # the writer has something to do
@@ -378,6 +379,15 @@ class StreamTransport(_aio_transports._FlowControlMixin):
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         assert isinstance(protocol, asyncio.Protocol)
+        if protocol is self._replaced:
+            # loop.sendfile()'s fallback (aiohttp's FileResponse) swaps its own protocol in, then
+            # the original back, which it leaves resumed whatever the pause state: forget a pause
+            # sent to the fallback protocol, or the original would get a resume_writing() it did
+            # not expect. The next write() pauses it if the buffer is still above the mark.
+            self._replaced = None
+            self._protocol_paused = False
+        else:
+            self._replaced = self._protocol
         self._protocol = protocol
 
     def get_protocol(self) -> asyncio.BaseProtocol:

@@ -29,7 +29,7 @@ def version() -> None:
 
 def _register() -> None:
     """Attach the sub-commands that live in their own modules."""
-    from skywire.cli import demo, dmsg, dmsg_disc, svc_rf, svc_tpd, visor
+    from skywire.cli import demo, dmsg, dmsg_disc, svc_ar, svc_rf, svc_tpd, visor
 
     demo.register(app)
     visor.register(app)
@@ -37,6 +37,7 @@ def _register() -> None:
     dmsg_disc.register(dmsg_app)
     svc_rf.register(svc_app)
     svc_tpd.register(svc_app)
+    svc_ar.register(svc_app)
 
 
 _register()

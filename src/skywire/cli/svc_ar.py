@@ -1,0 +1,158 @@
+"""``skywire svc ar``: run the address resolver (HTTP + sudph UDP)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import signal
+from typing import Annotated
+
+import typer
+
+from skywire.dmsg.disc_entry import split_host_port
+
+
+class StoreKind(enum.StrEnum):
+    memory = "memory"
+    redis = "redis"
+
+
+def _parse_addr(addr: str, option: str) -> tuple[str, int]:
+    try:
+        host, port_text = split_host_port(addr)
+        port = int(port_text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{addr!r} is not host:port ({exc})", param_hint=option) from exc
+    if not 0 <= port <= 65535:
+        raise typer.BadParameter(f"port {port} out of range", param_hint=option)
+    return host, port
+
+
+async def _serve(
+    *,
+    http: tuple[str, int],
+    udp: tuple[str, int],
+    store_kind: StoreKind,
+    redis_url: str,
+    redis_namespace: str,
+    test_mode: bool,
+    trust_forwarded: bool,
+    stcpr_ttl: float | None,
+) -> None:
+    from skywire.services.ar.api import ARServer
+    from skywire.services.ar.store import open_store
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    store = await open_store(
+        store_kind.value,
+        redis_url=redis_url,
+        redis_password=os.environ.get("REDIS_PASSWORD") or None,
+        namespace=redis_namespace,
+    )
+    where = "memory" if store_kind is StoreKind.memory else f"redis {redis_url}"
+    server = ARServer(
+        store,
+        http[0],
+        http[1],
+        udp[1],
+        udp_host=udp[0],
+        test_mode=test_mode,
+        trust_forwarded=trust_forwarded,
+        stcpr_ttl=stcpr_ttl,
+    )
+    async with store, server:
+        udp_host, udp_port = server.udp_addr
+        typer.echo(
+            f"address resolver listening on {http[0] or '*'}:{server.http_port} (HTTP), "
+            f"{udp_host}:{udp_port} (UDP) (store: {where})"
+        )
+        if test_mode:
+            typer.echo("test mode: stcpr binds from non-public addresses are accepted")
+        await stop.wait()
+        typer.echo("shutting down")
+
+
+def register(svc_app: typer.Typer) -> None:
+    """Attach ``ar`` to the ``skywire svc`` command group."""
+
+    @svc_app.command("ar")
+    def ar(
+        addr: Annotated[
+            str,
+            typer.Option(
+                "--addr", "-a", help="HTTP listen address host:port (empty host: all interfaces)."
+            ),
+        ] = "127.0.0.1:9093",
+        udp_addr: Annotated[
+            str, typer.Option("--udp-addr", help="UDP (sudph bind, KCP) listen address host:port.")
+        ] = "127.0.0.1:30178",
+        store: Annotated[
+            StoreKind, typer.Option("--store", help="Where binds live.")
+        ] = StoreKind.memory,
+        redis: Annotated[
+            str,
+            typer.Option(
+                "--redis", help="Redis URL (--store redis); password from $REDIS_PASSWORD."
+            ),
+        ] = "redis://localhost:6379",
+        redis_namespace: Annotated[
+            str,
+            typer.Option(
+                "--redis-namespace", help="Prefix of every Redis key (empty: upstream layout)."
+            ),
+        ] = "",
+        test_mode: Annotated[
+            bool,
+            typer.Option(
+                "--test-mode", "-t", help="Accept stcpr binds from loopback/private addresses."
+            ),
+        ] = False,
+        trust_forwarded: Annotated[
+            bool,
+            typer.Option(
+                "--trust-forwarded",
+                help="Take the client IP from X-Real-IP / X-Forwarded-For (behind a proxy).",
+            ),
+        ] = False,
+        stcpr_ttl: Annotated[
+            float,
+            typer.Option("--stcpr-ttl", help="Seconds an stcpr bind lives (0: until deleted)."),
+        ] = 300.0,
+        log_level: Annotated[
+            str, typer.Option("--log-level", help="debug, info, warning or error.")
+        ] = "info",
+    ) -> None:
+        """Run the address resolver (stcpr/sudph binds; HTTP API and UDP/KCP side)."""
+        level = getattr(logging, log_level.upper(), None)
+        if not isinstance(level, int):
+            raise typer.BadParameter(f"unknown level {log_level!r}", param_hint="--log-level")
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        http = _parse_addr(addr, "--addr")
+        udp = _parse_addr(udp_addr, "--udp-addr")
+        try:
+            asyncio.run(
+                _serve(
+                    http=http,
+                    udp=udp,
+                    store_kind=store,
+                    redis_url=redis,
+                    redis_namespace=redis_namespace,
+                    test_mode=test_mode,
+                    trust_forwarded=trust_forwarded,
+                    stcpr_ttl=stcpr_ttl if stcpr_ttl > 0 else None,
+                )
+            )
+        except KeyboardInterrupt:
+            pass
+        except Exception as exc:  # a store that cannot open, a port in use: say so and exit
+            logging.getLogger("skywire.ar").debug("startup failed", exc_info=True)
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc

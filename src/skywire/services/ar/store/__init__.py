@@ -1,0 +1,203 @@
+"""Storage of the address resolver: one interface, two backends.
+
+* :class:`~skywire.services.ar.store.memory.MemoryStore`: a dict with expiry, for tests;
+* :class:`~skywire.services.ar.store.redis.RedisStore`: Redis, the upstream engine, keyed as
+  upstream (``address-resolver:<type>:<pk>`` → :class:`VisorData` JSON, with a TTL).
+
+Every bind lives ``ttl`` seconds after it is written (an ``stcpr`` visor re-binds, an ``sudph``
+visor's heartbeats refresh it); ``ttl=None`` keeps it until deleted.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+from skywire.cipher import PubKey
+
+__all__ = [
+    "BIND_TYPES",
+    "ARStore",
+    "ARStoreError",
+    "NoEntryError",
+    "UnknownTransportTypeError",
+    "VisorData",
+    "VisorDataError",
+    "check_type",
+    "open_store",
+    "parse_local_addresses",
+]
+
+BIND_TYPES = ("stcpr", "sudph")
+"""The transport types a visor can bind at the address resolver."""
+
+Clock = Callable[[], float]
+"""Seconds (monotonic or wall, as long as it is one clock)."""
+
+
+class ARStoreError(Exception):
+    """Base of the store's errors."""
+
+
+class NoEntryError(ARStoreError, KeyError):
+    """No bind for this key and type (upstream ``no entry for this PK``)."""
+
+    def __str__(self) -> str:
+        return "no entry for this PK"
+
+
+class UnknownTransportTypeError(ARStoreError, ValueError):
+    """A type other than ``stcpr`` / ``sudph``."""
+
+
+class VisorDataError(ARStoreError, ValueError):
+    """JSON that is not a valid :class:`VisorData` / local-addresses object."""
+
+
+def check_type(tp_type: str) -> str:
+    """``tp_type`` if a visor can bind it, else :class:`UnknownTransportTypeError`."""
+    if tp_type not in BIND_TYPES:
+        raise UnknownTransportTypeError(f"unknown transport type {tp_type!r}")
+    return tp_type
+
+
+def _string_list(value: Any, name: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise VisorDataError(f"{name} must be an array of strings")
+    return tuple(value)
+
+
+@dataclass(frozen=True, slots=True)
+class VisorData:
+    """What the resolver knows of a bound visor (upstream ``VisorData``).
+
+    ``remote_addr`` is what the resolver saw: the public IP of the HTTP request for ``stcpr``,
+    ``ip:port`` of the KCP bind for ``sudph``. ``port`` and ``addresses`` are what the visor
+    declared (its listening port and local IPs). ``is_local`` is set only in answers, when the
+    requester shares the bound visor's public IP.
+    """
+
+    remote_addr: str = ""
+    port: str = ""
+    addresses: tuple[str, ...] = field(default_factory=tuple)
+    is_local: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"remote_addr": self.remote_addr}
+        if self.is_local:
+            out["is_local"] = True
+        out["port"] = self.port
+        out["addresses"] = list(self.addresses)
+        return out
+
+    def to_json(self) -> bytes:
+        """Go's field order: ``remote_addr``, ``is_local`` (omitempty), ``port``, ``addresses``."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> VisorData:
+        if not isinstance(obj, dict):
+            raise VisorDataError("expected a JSON object")
+        remote = obj.get("remote_addr", "")
+        port = obj.get("port", "")
+        is_local = obj.get("is_local", False)
+        if not isinstance(remote, str) or not isinstance(port, str):
+            raise VisorDataError("remote_addr and port must be strings")
+        if not isinstance(is_local, bool):
+            raise VisorDataError("is_local must be a boolean")
+        return cls(remote, port, _string_list(obj.get("addresses"), "addresses"), is_local)
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> VisorData:
+        try:
+            obj = json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise VisorDataError(f"invalid JSON: {exc}") from exc
+        return cls.from_dict(obj)
+
+
+def parse_local_addresses(data: bytes | str) -> tuple[str, tuple[str, ...]]:
+    """``(port, addresses)`` from a bind body ``{"port":"…","addresses":[…]}``."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise VisorDataError(f"invalid JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise VisorDataError("expected a JSON object")
+    port = obj.get("port", "")
+    if not isinstance(port, str):
+        raise VisorDataError("port must be a string")
+    return port, _string_list(obj.get("addresses"), "addresses")
+
+
+class ARStore(abc.ABC):
+    """Binds per ``(type, pk)``. Every method is safe to call concurrently; expired binds are
+    never returned."""
+
+    @abc.abstractmethod
+    async def bind(
+        self, tp_type: str, pk: PubKey, data: VisorData, *, ttl: float | None = None
+    ) -> None:
+        """Store (or replace) the bind of ``pk`` for ``tp_type``, living ``ttl`` seconds."""
+
+    @abc.abstractmethod
+    async def del_bind(self, tp_type: str, pk: PubKey) -> None:
+        """Remove the bind; no error when there is none."""
+
+    @abc.abstractmethod
+    async def resolve(self, tp_type: str, pk: PubKey) -> VisorData:
+        """The live bind; raises :class:`NoEntryError`."""
+
+    @abc.abstractmethod
+    async def get_all(self, tp_type: str) -> list[PubKey]:
+        """Keys with a live bind of ``tp_type``, sorted."""
+
+    async def transports(self) -> dict[str, list[PubKey]]:
+        """Bound keys per type (types with none are left out)."""
+        out: dict[str, list[PubKey]] = {}
+        for tp_type in BIND_TYPES:
+            pks = await self.get_all(tp_type)
+            if pks:
+                out[tp_type] = pks
+        return out
+
+    async def close(self) -> None:  # noqa: B027 - the memory store owns nothing
+        """Release connections; the store is unusable afterwards."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+async def open_store(
+    kind: str,
+    *,
+    redis_url: str = "redis://localhost:6379",
+    redis_password: str | None = None,
+    namespace: str = "",
+    clock: Clock = time.monotonic,
+) -> ARStore:
+    """Open a store by name: ``memory`` or ``redis``."""
+    if kind == "memory":
+        from skywire.services.ar.store.memory import MemoryStore
+
+        return MemoryStore(clock=clock)
+    if kind == "redis":
+        from skywire.services.ar.store.redis import RedisStore
+
+        return await RedisStore.open(redis_url, namespace=namespace, password=redis_password)
+    raise ValueError(f"unknown store {kind!r} (memory or redis)")

@@ -1,0 +1,613 @@
+"""KCP over UDP for asyncio: the carrier of ``sudph`` transports and of the address-resolver bind.
+
+The reference uses ``xtaci/kcp-go`` with neither FEC nor a block cipher, so every UDP payload is a
+bare run of KCP segments (the C ``ikcp`` wire format, driven here through the ``kcp`` package):
+
+=======  ====  ================================================================
+offset   size  field (little-endian)
+=======  ====  ================================================================
+0        4     ``conv`` — conversation id, chosen at random by the dialer
+4        1     ``cmd`` — 81 push, 82 ack, 83 window probe, 84 window size
+5        1     ``frg`` — fragment countdown (always 0 here: writes are cut at the MSS)
+6        2     ``wnd`` — free receive window, in segments
+8        4     ``ts``
+12       4     ``sn``
+16       4     ``una``
+20       4     ``len`` — payload bytes that follow
+=======  ====  ================================================================
+
+One :class:`KCPEndpoint` is one UDP socket. It dials (``await endpoint.dial(addr)``) and accepts
+(``await endpoint.accept()``), keeping one :class:`KCPConnection` per ``(remote address, conv)``;
+a datagram that is not KCP (such as the 9-byte ``holepunch``) goes to ``on_datagram`` instead, as
+the reference shares its socket between KCP and such control datagrams through a packet filter.
+
+KCP keeps message boundaries like kcp-go: a write of at most one MSS (1376 bytes with the
+default MTU) arrives as one message, and :meth:`KCPConnection.read` never returns bytes of two
+messages at once — the address resolver's UDP protocol relies on this. KCP has no connection
+set-up and no FIN: a dial returns at once, the listener learns of a conversation from its first
+segment, and a peer that goes away is noticed only through ``idle_timeout`` (or a protocol
+above).
+
+Concurrency: an endpoint runs no task. Its socket is read through ``loop.add_reader`` in
+batches (acks for a whole batch leave in one flush), and each connection has one timer that
+ticks at KCP's pace (``ikcp_check``) while data is in flight or the conversation was just
+active, and otherwise sleeps (until ``idle_timeout``, if any), so idle conversations cost
+nothing. :meth:`KCPEndpoint.close` cancels every timer and closes the socket, so nothing
+outlives the endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import secrets
+import socket
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from kcp.exceptions import KCPException
+from kcp.extension import KCP
+
+__all__ = [
+    "IKCP_CMD_ACK",
+    "IKCP_CMD_PUSH",
+    "IKCP_CMD_WASK",
+    "IKCP_CMD_WINS",
+    "IKCP_OVERHEAD",
+    "Address",
+    "KCPConnection",
+    "KCPEndpoint",
+    "KCPOptions",
+    "is_kcp_datagram",
+    "kcp_conv",
+]
+
+log = logging.getLogger(__name__)
+
+IKCP_OVERHEAD = 24
+"""Bytes of one segment header."""
+
+IKCP_CMD_PUSH = 81
+IKCP_CMD_ACK = 82
+IKCP_CMD_WASK = 83
+IKCP_CMD_WINS = 84
+
+Address = tuple[str, int]
+"""A UDP address as ``(host, port)``."""
+
+DatagramHandler = Callable[[bytes, Address], None]
+DatagramFilter = Callable[[bytes, Address], bool]
+
+_TOMBSTONE_TTL = 30.0
+"""Seconds datagrams of a closed conversation are ignored (instead of being accepted anew)."""
+
+_ACTIVE_LINGER = 0.1
+"""Seconds a conversation keeps ticking after its last activity when nothing is in flight
+(an idle conversation has no timer, so ten thousand idle binds cost nothing)."""
+
+_READ_BATCH = 256
+"""Most datagrams read per wake-up of the socket before the touched conversations flush."""
+
+_SOCKET_BUFFER = 4 << 20
+"""Requested UDP socket buffers (the kernel caps them at ``net.core.[rw]mem_max``)."""
+
+
+def is_kcp_datagram(data: bytes) -> bool:
+    """Whether ``data`` starts with a KCP segment header (the reference's packet-filter rule,
+    tightened to a whole header)."""
+    return len(data) >= IKCP_OVERHEAD and IKCP_CMD_PUSH <= data[4] <= IKCP_CMD_WINS
+
+
+def kcp_conv(data: bytes) -> int:
+    """The conversation id of a KCP datagram."""
+    conv: int = struct.unpack_from("<I", data)[0]
+    return conv
+
+
+def _as_c_int(conv: int) -> int:
+    """``conv`` as the signed C ``int`` the binding takes (same 32 bits for ``ikcp_create``)."""
+    if not 0 <= conv <= 0xFFFFFFFF:
+        raise ValueError(f"conversation id {conv} out of range")
+    return conv - (1 << 32) if conv >= 1 << 31 else conv
+
+
+@dataclass(frozen=True, slots=True)
+class KCPOptions:
+    """Tuning of every conversation of an endpoint. None of it is visible on the wire except
+    through timing and the advertised window, so any setting interoperates with kcp-go.
+
+    The defaults are KCP's "turbo" mode (no delay, 10 ms interval, fast resend after 2 skips, no
+    congestion window) with 1400-byte datagrams as kcp-go sends. ``idle_timeout`` closes a
+    conversation that has received nothing for that many seconds (``None``: never).
+    """
+
+    mtu: int = 1400
+    interval_ms: int = 10
+    no_delay: bool = True
+    resend: int = 2
+    no_congestion_control: bool = True
+    send_window: int = 512
+    receive_window: int = 512
+    idle_timeout: float | None = None
+
+    @property
+    def mss(self) -> int:
+        """The largest payload of one segment (and of one message)."""
+        return self.mtu - IKCP_OVERHEAD
+
+
+class KCPConnection:
+    """One KCP conversation: an ordered, reliable :class:`~skywire.wire.stream.ByteStream`.
+
+    Created by :meth:`KCPEndpoint.dial` and :meth:`KCPEndpoint.accept`, never directly.
+    ``read`` returns ``b""`` once the connection is closed (locally, by its endpoint, or for
+    idleness); ``write`` then raises ``ConnectionResetError``.
+    """
+
+    def __init__(
+        self,
+        endpoint: KCPEndpoint,
+        remote_addr: Address,
+        conv: int,
+        options: KCPOptions,
+    ) -> None:
+        self._endpoint = endpoint
+        self.remote_addr = remote_addr
+        self.conv = conv
+        self._options = options
+        self._loop = asyncio.get_running_loop()
+        kcp = KCP(
+            _as_c_int(conv),
+            max_transmission=options.mtu,
+            no_delay=options.no_delay,
+            update_interval=options.interval_ms,
+            resend_count=options.resend,
+            no_congestion_control=options.no_congestion_control,
+            send_window_size=options.send_window,
+            receive_window_size=options.receive_window,
+        )
+        kcp.include_outbound_handler(self._output)
+        self._kcp = kcp
+        self._pending = b""  # the unread tail of the message being read
+        self._readable = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._write_lock = asyncio.Lock()
+        self._closed = False
+        self._close_reason = ""
+        self._last_input = time.monotonic()
+        self._active_until = self._last_input + _ACTIVE_LINGER
+        self._ticking = False
+        self._timer: asyncio.TimerHandle | None = None
+        kcp.update()  # ikcp_flush does nothing before the first update
+        self._arm_timer()
+
+    def __repr__(self) -> str:
+        host, port = self.remote_addr
+        state = " closed" if self._closed else ""
+        return f"<KCPConnection {host}:{port} conv={self.conv:#010x}{state}>"
+
+    # -- the ByteStream surface ---------------------------------------------------------------
+
+    @property
+    def local_addr(self) -> Address:
+        """The endpoint's own UDP address."""
+        return self._endpoint.local_addr
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def close_reason(self) -> str:
+        """Why the connection closed (empty while open)."""
+        return self._close_reason
+
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        """At least one byte of the next message (at most ``max_bytes``, never bytes of two
+        messages), or ``b""`` once closed."""
+        if max_bytes <= 0:
+            raise ValueError("max_bytes must be positive")
+        while True:
+            if self._pending:
+                out, self._pending = self._pending[:max_bytes], self._pending[max_bytes:]
+                return out
+            if self._closed:
+                return b""
+            message = self._kcp.get_received()
+            if message:
+                self._pending = bytes(message)
+                # Reading may reopen a full receive window: the tick tells the peer.
+                self._activity()
+                continue
+            self._readable.clear()
+            await self._readable.wait()
+
+    async def readexactly(self, n: int) -> bytes:
+        """Exactly ``n`` bytes (across messages); ``IncompleteReadError`` if closed first."""
+        parts: list[bytes] = []
+        got = 0
+        while got < n:
+            chunk = await self.read(n - got)
+            if not chunk:
+                raise asyncio.IncompleteReadError(b"".join(parts), n)
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
+
+    async def write(self, data: bytes) -> None:
+        """Queue ``data`` (cut into MSS-sized messages) and send what the window allows.
+
+        Waits while more than a send window of segments is unacknowledged.
+        """
+        if self._closed:
+            raise ConnectionResetError(f"write on a closed KCP connection ({self._close_reason})")
+        if not data:
+            return
+        view = memoryview(data)
+        mss = self._options.mss
+        limit = self._options.send_window * 2
+        async with self._write_lock:
+            self._activity()
+            for start in range(0, len(view), mss):
+                while self._kcp.get_outbound_packets() >= limit:
+                    self._kcp.flush()
+                    self._writable.clear()
+                    await self._writable.wait()
+                    if self._closed:
+                        raise ConnectionResetError(
+                            f"KCP connection closed while writing ({self._close_reason})"
+                        )
+                try:
+                    self._kcp.enqueue(bytes(view[start : start + mss]))
+                except KCPException as exc:  # pragma: no cover - only for an oversized segment
+                    raise ConnectionError(f"kcp send: {exc}") from exc
+            self._kcp.flush()
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every written byte is acknowledged; ``False`` on timeout or close."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self._kcp.get_outbound_packets() > 0:
+                    if self._closed:
+                        return False
+                    self._writable.clear()
+                    await self._writable.wait()
+        except TimeoutError:
+            return False
+        return not self._closed
+
+    @property
+    def unacknowledged(self) -> int:
+        """Segments written but not yet acknowledged by the peer."""
+        return int(self._kcp.get_outbound_packets())
+
+    async def close(self) -> None:
+        """Send what is queued once more and forget the conversation; harmless twice."""
+        if not self._closed:
+            with contextlib.suppress(Exception):
+                self._kcp.flush()
+            self._shutdown("closed")
+
+    # -- driven by the endpoint ---------------------------------------------------------------
+
+    def _output(self, _kcp: KCP, data: bytes) -> None:
+        self._endpoint._send(data, self.remote_addr)
+
+    def _input(self, data: bytes) -> None:
+        if self._closed:
+            return
+        self._activity()
+        try:
+            self._kcp.receive(data)
+        except KCPException as exc:
+            log.debug("%r: dropping malformed datagram: %s", self, exc)
+            return
+        self._last_input = time.monotonic()
+        self._endpoint._touched.add(self)
+
+    def _after_input(self) -> None:
+        if self._closed:
+            return
+        # Acks go out at once (rather than on the next tick), and so does new data the acks
+        # made room for.
+        self._kcp.flush()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._kcp.next_packet_available:
+            self._readable.set()
+        if self._kcp.get_outbound_packets() < self._options.send_window * 2:
+            self._writable.set()
+
+    def _activity(self) -> None:
+        """Something happened: make the timer tick at KCP's pace for a while."""
+        self._active_until = time.monotonic() + _ACTIVE_LINGER
+        if not self._ticking and not self._closed:
+            self._kcp.update()  # bring KCP's clock up to date (and flush what is due)
+            self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        """Tick every few ms while data is unacknowledged or the conversation was just active;
+        otherwise sleep until the idle deadline (or until the next activity)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        now = time.monotonic()
+        self._ticking = self._kcp.get_outbound_packets() > 0 or now < self._active_until
+        if self._ticking:
+            delay = max(1, min(int(self._kcp.update_check()), self._options.interval_ms)) / 1000
+        elif self._options.idle_timeout is not None:
+            delay = max(0.001, self._last_input + self._options.idle_timeout - now + 0.001)
+        else:
+            return
+        self._timer = self._loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._closed:
+            return
+        idle = self._options.idle_timeout
+        if idle is not None and time.monotonic() - self._last_input > idle:
+            log.debug("%r: nothing received for %.1f s", self, idle)
+            self._shutdown(f"idle for {idle:g} s")
+            return
+        if self._ticking:
+            self._kcp.update()
+            self._wake()
+        self._arm_timer()
+
+    def _shutdown(self, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._close_reason = reason
+        self._ticking = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._readable.set()
+        self._writable.set()
+        self._endpoint._forget(self)
+
+
+class KCPEndpoint:
+    """One UDP socket carrying KCP conversations and, beside them, raw control datagrams.
+
+    Open with :meth:`open` (or ``async with await KCPEndpoint.open(...)``). ``accepting=False``
+    ignores conversations opened by peers (a dial-only socket). ``on_datagram`` receives every
+    datagram that is not KCP. ``datagram_filter`` sees every incoming datagram first and drops
+    it by returning ``False`` (for tests simulating loss). At most ``backlog`` accepted
+    conversations wait for :meth:`accept`; further new ones are ignored until there is room, as
+    kcp-go does.
+    """
+
+    def __init__(
+        self,
+        *,
+        options: KCPOptions | None = None,
+        accepting: bool = True,
+        backlog: int = 128,
+        on_datagram: DatagramHandler | None = None,
+        datagram_filter: DatagramFilter | None = None,
+    ) -> None:
+        self.options = options or KCPOptions()
+        self.accepting = accepting
+        self.backlog = backlog
+        self.on_datagram = on_datagram
+        self.datagram_filter = datagram_filter
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._touched: set[KCPConnection] = set()
+        self._conns: dict[tuple[Address, int], KCPConnection] = {}
+        self._tombstones: dict[tuple[Address, int], float] = {}
+        self._accept_queue: collections.deque[KCPConnection] = collections.deque()
+        self._accept_ready = asyncio.Event()
+        self._closed = False
+        self._local_addr: Address = ("", 0)
+
+    @classmethod
+    async def open(
+        cls,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        options: KCPOptions | None = None,
+        accepting: bool = True,
+        backlog: int = 128,
+        on_datagram: DatagramHandler | None = None,
+        datagram_filter: DatagramFilter | None = None,
+    ) -> KCPEndpoint:
+        """Bind a UDP socket on ``host:port`` (port 0: any free port)."""
+        self = cls(
+            options=options,
+            accepting=accepting,
+            backlog=backlog,
+            on_datagram=on_datagram,
+            datagram_filter=datagram_filter,
+        )
+        await self._bind(host, port)
+        return self
+
+    async def _bind(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(
+            host or None, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
+        )
+        if not infos:  # pragma: no cover - getaddrinfo raises instead
+            raise OSError(f"cannot resolve {host!r}")
+        family, kind, proto, _, sockaddr = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, opt, _SOCKET_BUFFER)
+            sock.bind(sockaddr)
+            loop.add_reader(sock.fileno(), self._read_ready)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self._loop = loop
+        name = sock.getsockname()
+        self._local_addr = (str(name[0]), int(name[1]))
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def local_addr(self) -> Address:
+        """``(host, port)`` the socket is bound to."""
+        return self._local_addr
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def connections(self) -> list[KCPConnection]:
+        """The live conversations (dialed and accepted)."""
+        return list(self._conns.values())
+
+    # -- dialing and accepting ----------------------------------------------------------------
+
+    async def dial(self, addr: Address, conv: int | None = None) -> KCPConnection:
+        """Open a conversation with ``addr``. Returns at once: KCP has no handshake, the peer
+        learns of the conversation from the first segment it receives."""
+        if self._closed:
+            raise ConnectionError("KCP endpoint is closed")
+        remote = (addr[0], int(addr[1]))
+        if conv is None:
+            while True:
+                conv = secrets.randbits(32)
+                if conv and (remote, conv) not in self._conns:
+                    break
+        elif (remote, conv) in self._conns:
+            raise ValueError(f"conversation {conv:#x} with {remote} already exists")
+        conn = KCPConnection(self, remote, conv, self.options)
+        self._conns[(remote, conv)] = conn
+        return conn
+
+    async def accept(self) -> KCPConnection:
+        """The next conversation a peer opened; ``ConnectionError`` once the endpoint closes."""
+        while True:
+            if self._accept_queue:
+                return self._accept_queue.popleft()
+            if self._closed:
+                raise ConnectionError("KCP endpoint is closed")
+            self._accept_ready.clear()
+            await self._accept_ready.wait()
+
+    def send_datagram(self, data: bytes, addr: Address) -> None:
+        """Send one raw datagram (e.g. ``holepunch``) from this socket."""
+        if self._closed:
+            raise ConnectionError("KCP endpoint is closed")
+        self._send(data, addr)
+
+    async def close(self) -> None:
+        """Close every conversation, fail pending accepts and release the socket."""
+        if self._closed:
+            return
+        self._closed = True
+        for conn in list(self._conns.values()):
+            await conn.close()
+        for conn in self._accept_queue:
+            await conn.close()
+        self._accept_queue.clear()
+        self._accept_ready.set()
+        self._touched.clear()
+        if self._sock is not None:
+            sock, self._sock = self._sock, None
+            assert self._loop is not None
+            self._loop.remove_reader(sock.fileno())
+            sock.close()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _send(self, data: bytes, addr: Address) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            sock.sendto(data, addr)
+        except OSError as exc:
+            # A full socket buffer (EAGAIN) or an unreachable peer: the datagram is lost, as
+            # on the wire, and KCP resends.
+            log.debug("udp send to %s failed: %s", addr, exc)
+
+    def _read_ready(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        for _ in range(_READ_BATCH):
+            try:
+                data, addr = sock.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # e.g. an ICMP error reported on the socket
+                log.debug("udp receive failed: %s", exc)
+                break
+            self._datagram_received(data, (str(addr[0]), int(addr[1])))
+            if self._sock is None:
+                return
+        # One flush per batch: the acks of a whole burst leave in a few datagrams.
+        touched, self._touched = self._touched, set()
+        for conn in touched:
+            conn._after_input()
+
+    def _forget(self, conn: KCPConnection) -> None:
+        key = (conn.remote_addr, conn.conv)
+        if self._conns.get(key) is conn:
+            del self._conns[key]
+            self._tombstones[key] = time.monotonic() + _TOMBSTONE_TTL
+        if len(self._tombstones) > 1024:
+            now = time.monotonic()
+            self._tombstones = {k: t for k, t in self._tombstones.items() if t > now}
+
+    def _datagram_received(self, data: bytes, addr: Address) -> None:
+        if self._closed:
+            return
+        if self.datagram_filter is not None and not self.datagram_filter(data, addr):
+            return
+        if not is_kcp_datagram(data):
+            if self.on_datagram is not None:
+                try:
+                    self.on_datagram(data, addr)
+                except Exception:
+                    log.exception("datagram handler failed")
+            return
+        key = (addr, kcp_conv(data))
+        conn = self._conns.get(key)
+        if conn is None:
+            conn = self._new_incoming(key)
+            if conn is None:
+                return
+        conn._input(data)
+
+    def _new_incoming(self, key: tuple[Address, int]) -> KCPConnection | None:
+        if not self.accepting or len(self._accept_queue) >= self.backlog:
+            return None
+        expiry = self._tombstones.get(key)
+        if expiry is not None:
+            if expiry > time.monotonic():
+                return None
+            del self._tombstones[key]
+        conn = KCPConnection(self, key[0], key[1], self.options)
+        self._conns[key] = conn
+        self._accept_queue.append(conn)
+        self._accept_ready.set()
+        return conn

@@ -145,3 +145,50 @@ async def test_persistent_transport_returns_after_peer_restart() -> None:
                 await tp.write_packet(0, 3, b"hi")
                 assert await peer.inbox.get() == (0, 3, b"hi")
             await tm_a.wait_gone(tp_id)
+
+
+@pytest.mark.parametrize("tp_type", ["stcpr", "sudph"])
+async def test_resolved_transports_through_the_address_resolver(tp_type: str) -> None:
+    from skywire.services.ar import ARClient, ARServer
+    from skywire.services.ar.store.memory import MemoryStore as ARMemoryStore
+    from skywire.transport.resolved import StcprNetwork, SudphNetwork
+
+    a, b = KeyPair.generate(), KeyPair.generate()
+    async with (
+        ARMemoryStore() as ar_store,
+        ARServer(ar_store, "127.0.0.1", 0, 0, test_mode=True) as ar,
+        TPD() as tpd,
+    ):
+        clients = [ARClient(ar.url, kp.sk, ar.udp_addr) for kp in (a, b)]
+
+        def net(kp: KeyPair, client: ARClient) -> StcprNetwork | SudphNetwork:
+            if tp_type == "stcpr":
+                return StcprNetwork(kp.sk, client, host="127.0.0.1", addresses=("127.0.0.1",))
+            return SudphNetwork(kp.sk, client, host="127.0.0.1", addresses=("127.0.0.1",))
+
+        try:
+            async with (
+                TransportManager(
+                    a.sk, [net(a, clients[0])], registry=tpd.registry(a.sk), latency_interval=0
+                ) as tm_a,
+                TransportManager(
+                    b.sk, [net(b, clients[1])], registry=tpd.registry(b.sk), latency_interval=0
+                ) as tm_b,
+            ):
+                bound = await clients[0].transports()
+                assert tp_type in bound[b.pk]
+                tp = await tm_a.save_transport(b.pk, tp_type)
+                peer = await tm_b.wait_for(tp.id)
+                blob = os.urandom(200_000)
+                for i in range(0, 200_000, 50_000):
+                    await tp.write_packet(0, 5, blob[i : i + 50_000])
+                got = b"".join([(await peer.inbox.get())[2] for _ in range(4)])
+                assert got == blob
+                await peer.write_packet(0, 6, b"reply")
+                assert await tp.inbox.get() == (0, 6, b"reply")
+                assert await tpd.ids() == {tp.id}
+            # closing the networks released the binds
+            assert not await clients[0].transports()
+        finally:
+            for c in clients:
+                await c.close()

@@ -41,6 +41,8 @@ __all__ = ["ARClient", "ARError", "SUDPHBind"]
 log = logging.getLogger("skywire.ar.client")
 
 DEL_BIND_LINGER = 1.0
+PUNCH_DELAYS = (0.25, 1.0, 2.5)
+"""Seconds after a hole-punch request at which ``holepunch`` is sent to the requester."""
 """Seconds :meth:`SUDPHBind.close` waits for ``delBind`` to be acknowledged."""
 
 
@@ -84,6 +86,7 @@ class SUDPHBind:
         self.endpoint = endpoint
         self.conn = conn
         self._punch = punch
+        self._punch_handles: set[asyncio.TimerHandle] = set()
         self._queue: asyncio.Queue[HolePunchRequest | None] = asyncio.Queue()
         self._closed = False
         self._heartbeat = asyncio.create_task(
@@ -123,9 +126,25 @@ class SUDPHBind:
             self._queue.put_nowait(None)
 
     def _send_punch(self, request: HolePunchRequest) -> None:
+        """Punch towards the requester a few times, starting a moment later.
+
+        Not at once: the requester learns our address in the same instant we learn its, and a
+        punch of ours that reaches its NAT before its own first datagram to us leaves a
+        conntrack entry there that makes a Linux NAT map that first datagram to another port
+        (so it no longer matches the address the resolver gave us). Punching after its first
+        datagram has gone out meets an open mapping instead.
+        """
+        loop = asyncio.get_running_loop()
+        for delay in PUNCH_DELAYS:
+            handle = loop.call_later(delay, self._punch_now, request)
+            self._punch_handles.add(handle)
+
+    def _punch_now(self, request: HolePunchRequest) -> None:
+        if self._closed:
+            return
         try:
             self.endpoint.send_datagram(HOLE_PUNCH_MESSAGE, request.udp_address())
-        except (ValueError, ConnectionError) as exc:
+        except (ValueError, ConnectionError, OSError) as exc:
             log.warning("cannot hole-punch towards %s: %s", request.addr, exc)
 
     async def next_request(self) -> HolePunchRequest | None:
@@ -152,6 +171,9 @@ class SUDPHBind:
         if self._closed:
             return
         self._closed = True
+        for handle in self._punch_handles:
+            handle.cancel()
+        self._punch_handles.clear()
         self._heartbeat.cancel()
         if not self.conn.closed:
             with contextlib.suppress(ConnectionError):

@@ -19,9 +19,10 @@ pytestmark = pytest.mark.timeout(60)
 CLI = [sys.executable, "-m", "skywire.cli", "cli"]
 
 
-def _cfg(disc_url: str) -> VisorConfig:
+def _cfg(disc_url: str, ar_url: str = "") -> VisorConfig:
     cfg = VisorConfig.generate(dmsg_discovery=disc_url, cli_addr="127.0.0.1:0")
     cfg.skywire_tcp.listening_address = "127.0.0.1:0"
+    cfg.transport.address_resolver = ar_url  # never the production services in tests
     return cfg
 
 
@@ -88,3 +89,45 @@ def test_config_gen_testnet(tmp_path: object) -> None:
     cfg = VisorConfig.from_json(res.stdout)
     assert cfg.dmsg.discovery == "http://127.0.0.1:9090"
     assert cfg.transport.discovery.startswith("http://127.0.0.1")
+
+
+async def test_two_visors_build_a_transport_of_each_type() -> None:
+    from skywire.services.ar import ARServer
+    from skywire.services.ar.store.memory import MemoryStore as ARMemoryStore
+
+    async with (
+        LocalDmsgNetwork(servers=1) as net,
+        TPD() as tpd,
+        ARMemoryStore() as ar_store,
+        ARServer(ar_store, "127.0.0.1", 0, 0, test_mode=True) as ar,
+    ):
+        cfg_a, cfg_b = _cfg(net.disc_url, ar.url), _cfg(net.disc_url, ar.url)
+        opts = {"latency_interval": 0, "ar_udp": ar.udp_addr}
+        async with (
+            Visor(cfg_a, registry=tpd.registry(cfg_a.sk), **opts) as a,  # type: ignore[arg-type]
+            Visor(cfg_b, registry=tpd.registry(cfg_b.sk), **opts) as b,  # type: ignore[arg-type]
+        ):
+            await a.ready()
+            await b.ready()
+            assert a.tm is not None and b.tm is not None
+            assert a.tm.transport_types() == ["dmsg", "stcp", "stcpr", "sudph"]
+            cfg_a.skywire_tcp.pk_table[b.pk.hex()] = f"127.0.0.1:{b.tm.networks['stcp'].port}"
+            ids = {}
+            for tp_type in ("dmsg", "stcp", "stcpr", "sudph"):
+                tp = await a.add_transport(b.pk, tp_type)
+                peer = await b.tm.wait_for(tp.id)
+                await tp.write_packet(0, 1, f"a->b over {tp_type}".encode())
+                assert (await peer.inbox.get())[2] == f"a->b over {tp_type}".encode()
+                await peer.write_packet(0, 2, f"b->a over {tp_type}".encode())
+                assert (await tp.inbox.get())[2] == f"b->a over {tp_type}".encode()
+                ids[tp_type] = tp.id
+            # once each in discovery, the same IDs seen from both edges
+            assert await tpd.ids() == set(ids.values())
+            reg_a, reg_b = tpd.registry(cfg_a.sk), tpd.registry(cfg_b.sk)
+            seen_a = {e.id for e in await reg_a.client.get_transports_by_edge(a.pk)}
+            seen_b = {e.id for e in await reg_b.client.get_transports_by_edge(b.pk)}
+            assert seen_a == seen_b == set(ids.values())
+            # removing one removes it from discovery
+            await a.remove_transport(ids["sudph"])
+            assert await tpd.ids() == {ids[t] for t in ("dmsg", "stcp", "stcpr")}
+        assert await tpd.ids() == set()

@@ -208,8 +208,15 @@ class TransportManager:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        for net in self.networks.values():
-            await net.start()
+        for tp_type, net in list(self.networks.items()):
+            try:
+                await net.start()
+            except Exception as exc:  # a carrier that cannot start is left out, not fatal
+                log.warning("transport type %s unavailable: %s", tp_type, exc)
+                del self.networks[tp_type]
+                with contextlib.suppress(Exception):
+                    await net.close()
+                continue
             self._spawn(self._accept_loop(net), f"tp-accept-{net.tp_type}")
         self._spawn(self._persistent_loop(), "tp-persistent")
         if self.latency_interval > 0:

@@ -16,9 +16,11 @@ from typing import Any
 from skywire import __version__
 from skywire.cipher import PubKey
 from skywire.dmsg.client import Client
+from skywire.services.ar.client import ARClient
 from skywire.services.dmsgdisc.client import DiscClient
 from skywire.transport.manager import ManagedTransport, Registry, TransportManager
 from skywire.transport.network import DmsgNetwork, Network, TCPNetwork, static_table
+from skywire.transport.resolved import StcprNetwork, SudphNetwork
 from skywire.visor.config import VisorConfig
 from skywire.visor.rpc import RPCServer
 
@@ -36,6 +38,7 @@ class Visor:
         extra_networks: list[Network] | None = None,
         rpc: bool = True,
         latency_interval: float = 10.0,
+        ar_udp: tuple[str, int] | None = None,
     ) -> None:
         self.cfg = cfg
         self.sk = cfg.sk
@@ -44,6 +47,8 @@ class Visor:
         self._extra_networks = extra_networks or []
         self._rpc_enabled = rpc
         self._latency_interval = latency_interval
+        self._ar_udp = ar_udp
+        self.ar: ARClient | None = None
         self.started = time.time()
         self.dmsg: Client | None = None
         self.tm: TransportManager | None = None
@@ -79,6 +84,20 @@ class Visor:
                     resolve=static_table(cfg.skywire_tcp.pk_table),
                 )
             )
+        if cfg.transport.address_resolver:
+            self.ar = ARClient(cfg.transport.address_resolver, self.sk, self._ar_udp)
+            host = "127.0.0.1" if _is_loopback_url(cfg.transport.address_resolver) else "0.0.0.0"
+            local = ("127.0.0.1",) if host == "127.0.0.1" else ()
+            networks.append(
+                StcprNetwork(
+                    self.sk, self.ar, host=host, port=cfg.transport.stcpr_port, addresses=local
+                )
+            )
+            networks.append(
+                SudphNetwork(
+                    self.sk, self.ar, host=host, port=cfg.transport.sudph_port, addresses=local
+                )
+            )
         persistent = [(p.pk, p.type) for p in cfg.persistent_transports or []]
         self.tm = TransportManager(
             self.sk,
@@ -104,6 +123,9 @@ class Visor:
                         await self._registry.deregister(tp.id)
             await self.tm.close()
             self.tm = None
+        if self.ar is not None:
+            await self.ar.close()
+            self.ar = None
         if self.dmsg is not None:
             await self.dmsg.close()
             self.dmsg = None
@@ -144,3 +166,10 @@ class Visor:
     async def remove_transport(self, tp_id: uuid.UUID) -> None:
         assert self.tm is not None
         await self.tm.delete_transport(tp_id)
+
+
+def _is_loopback_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")

@@ -46,6 +46,7 @@ TRANSPORT_PING = 8  # transport-level packet types (route ID 0)
 TRANSPORT_PONG = 9
 LATENCY_INTERVAL = 10.0
 PERSISTENT_GRACE = 2.0
+DEAD_AFTER_ROUNDS = 3
 PERSISTENT_RETRY_MAX = 30.0
 
 
@@ -89,6 +90,7 @@ class ManagedTransport:
         self._pings: dict[int, asyncio.Future[float]] = {}
         self._closed = asyncio.Event()
         self.deleted = False
+        self.last_received = time.monotonic()
 
     @property
     def id(self) -> uuid.UUID:
@@ -131,6 +133,7 @@ class ManagedTransport:
             raise EOFError(f"transport {self.id} ended") from exc
         self.stats.received += len(payload)
         self.stats.packets_received += 1
+        self.last_received = time.monotonic()
         return ptype, route_id, payload
 
     async def ping(self, timeout: float = 5.0) -> float:
@@ -487,7 +490,14 @@ class TransportManager:
                 try:
                     ms = await tp.ping()
                 except (TransportError, TimeoutError) as exc:
-                    log.info("latency probe on %s failed: %s", tp.id, exc)
+                    # Carriers without a close signal (KCP) leave a transport whose peer went
+                    # away looking alive: silence for several probe rounds ends it.
+                    silent = time.monotonic() - tp.last_received
+                    if silent > DEAD_AFTER_ROUNDS * self.latency_interval:
+                        log.info("transport %s silent for %.0f s: closing it", tp.id, silent)
+                        await tp.close()
+                    else:
+                        log.info("latency probe on %s failed: %s", tp.id, exc)
                     continue
                 if self.registry is not None:
                     try:

@@ -29,7 +29,7 @@ def version() -> None:
 
 def _register() -> None:
     """Attach the sub-commands that live in their own modules."""
-    from skywire.cli import demo, dmsg, dmsg_disc, svc_ar, svc_rf, svc_tpd, visor
+    from skywire.cli import demo, dmsg, dmsg_disc, svc_ar, svc_rf, svc_rsn, svc_tpd, visor
 
     demo.register(app)
     visor.register(app)
@@ -38,6 +38,7 @@ def _register() -> None:
     svc_rf.register(svc_app)
     svc_tpd.register(svc_app)
     svc_ar.register(svc_app)
+    svc_rsn.register(svc_app)
 
 
 _register()

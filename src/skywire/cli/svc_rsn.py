@@ -1,0 +1,80 @@
+"""``skywire svc sn``: run a route setup node (dmsg port 36; ``/stats`` on dmsg port 80)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Annotated
+
+import typer
+
+
+async def _serve(*, sk_hex: str, disc: str, sessions: int, request_timeout: float) -> None:
+    from skywire.cipher import SecKey
+    from skywire.dmsg.client import Client
+    from skywire.services.dmsgdisc.client import DiscClient
+    from skywire.services.rsn.node import SetupNode
+
+    sk = SecKey.from_hex(sk_hex) if sk_hex else SecKey.generate()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with (
+        DiscClient(disc) as dc,
+        Client(sk, dc, min_sessions=sessions) as client,
+    ):
+        await client.ready(timeout=30)
+        async with SetupNode(client, request_timeout=request_timeout):
+            pk = sk.pubkey().hex()
+            typer.echo(
+                f"route setup node {pk} serving on dmsg port 36 (stats: dmsg://{pk}:80/stats)"
+            )
+            await stop.wait()
+            typer.echo("shutting down")
+
+
+def register(svc_app: typer.Typer) -> None:
+    """Attach ``sn`` to the ``skywire svc`` command group."""
+
+    @svc_app.command("sn")
+    def sn(
+        dmsg_disc: Annotated[
+            str, typer.Option("--dmsg-disc", "-d", help="dmsg discovery URL (http://host:port).")
+        ],
+        sk: Annotated[
+            str,
+            typer.Option(
+                "--sk", "-s", help="Secret key (hex); a fresh one when empty.", envvar="SKYWIRE_SK"
+            ),
+        ] = "",
+        sessions: Annotated[
+            int, typer.Option("--sessions", help="dmsg servers to keep sessions with.", min=1)
+        ] = 1,
+        request_timeout: Annotated[
+            float, typer.Option("--timeout", help="Seconds per route setup request.", min=0.1)
+        ] = 30.0,
+        log_level: Annotated[
+            str, typer.Option("--log-level", help="debug, info, warning or error.")
+        ] = "info",
+    ) -> None:
+        """Run a route setup node: reserves route IDs on every hop and installs the rules."""
+        level = getattr(logging, log_level.upper(), None)
+        if not isinstance(level, int):
+            raise typer.BadParameter(f"unknown level {log_level!r}", param_hint="--log-level")
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        try:
+            asyncio.run(
+                _serve(
+                    sk_hex=sk, disc=dmsg_disc, sessions=sessions, request_timeout=request_timeout
+                )
+            )
+        except KeyboardInterrupt:
+            pass
+        except Exception as exc:
+            logging.getLogger("skywire.rsn").debug("setup node failed", exc_info=True)
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc

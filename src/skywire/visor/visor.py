@@ -16,8 +16,10 @@ from typing import Any
 from skywire import __version__
 from skywire.cipher import PubKey
 from skywire.dmsg.client import Client
+from skywire.router import Router, RouterConfig
 from skywire.services.ar.client import ARClient
 from skywire.services.dmsgdisc.client import DiscClient
+from skywire.services.rf.client import RFClient
 from skywire.transport.manager import ManagedTransport, Registry, TransportManager
 from skywire.transport.network import DmsgNetwork, Network, TCPNetwork, static_table
 from skywire.transport.resolved import StcprNetwork, SudphNetwork
@@ -49,6 +51,8 @@ class Visor:
         self._latency_interval = latency_interval
         self._ar_udp = ar_udp
         self.ar: ARClient | None = None
+        self.router: Router | None = None
+        self._rf: RFClient | None = None
         self.started = time.time()
         self.dmsg: Client | None = None
         self.tm: TransportManager | None = None
@@ -107,6 +111,18 @@ class Visor:
             latency_interval=self._latency_interval,
         )
         await self.tm.start()
+        if cfg.routing.route_finder:
+            self._rf = RFClient(cfg.routing.route_finder)
+        self.router = Router(
+            self.tm,
+            self.dmsg,
+            rf=self._rf,
+            config=RouterConfig(
+                setup_nodes=tuple(cfg.routing.route_setup_nodes),
+                min_hops=max(cfg.routing.min_hops, 1),
+            ),
+        )
+        await self.router.start()
         if self._rpc_enabled:
             self.rpc = RPCServer(self, cfg.cli_addr)
             await self.rpc.start()
@@ -116,6 +132,12 @@ class Visor:
         if self.rpc is not None:
             await self.rpc.close()
             self.rpc = None
+        if self.router is not None:
+            await self.router.close()
+            self.router = None
+        if self._rf is not None:
+            await self._rf.close()
+            self._rf = None
         if self.tm is not None:
             if self._registry is not None:
                 for tp in list(self.tm.transports.values()):

@@ -141,8 +141,9 @@ async def test_latency_overlay(backend: Backend) -> None:
     assert got.latency_ms == 42.5
     assert replace(got, latency_ms=None) == se.entry
     assert [e.latency_ms for e in await store.get_by_edge(b.pk)] == [42.5]
-    # The bulk listing and the signed entry never carry latency.
+    # The bulk listing carries latency only when asked; the signed entry never does.
     assert [e.latency_ms for e in await store.all_transports()] == [None]
+    assert [e.latency_ms for e in await store.all_transports(with_latency=True)] == [42.5]
     assert (await store.get_signed(se.entry.id)).entry.latency_ms is None
     # Latest report wins.
     await store.set_latency(se.entry.id, 7.0, b.pk)

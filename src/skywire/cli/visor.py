@@ -25,6 +25,10 @@ tp_app = typer.Typer(help="Transports of a running visor.", no_args_is_help=True
 cli_app.add_typer(config_app, name="config")
 cli_app.add_typer(visor_app, name="visor")
 visor_app.add_typer(tp_app, name="tp")
+route_app = typer.Typer(help="Routes: ask the route finder, list the visor's routes.")
+rule_app = typer.Typer(help="The visor's routing rules.")
+cli_app.add_typer(route_app, name="route")
+cli_app.add_typer(rule_app, name="rule")
 
 RpcOption = Annotated[
     str, typer.Option("--rpc", help="The visor's control address.", envvar="SKYWIRE_RPC")
@@ -195,6 +199,108 @@ def tp_id(
     if tp_type not in known:
         err.print(f"[yellow]note:[/yellow] {tp_type!r} is not one of {sorted(known)}")
     out.print(str(make_transport_id(_pk(pk_a), _pk(pk_b), tp_type)))
+
+
+# ------------------------------------------------------------------------------ routes
+@route_app.command("find")
+def route_find(
+    pk: Annotated[str, typer.Argument(help="Destination visor.")],
+    min_hops: Annotated[int, typer.Option("--min", "-n", help="Minimum hops.")] = 1,
+    max_hops: Annotated[int, typer.Option("--max", "-x", help="Maximum hops.")] = 50,
+    count: Annotated[int, typer.Option("--count", "-c", help="Candidates to show.")] = 5,
+    rf: Annotated[str, typer.Option("--rf", help="Route finder URL (default: the visor's).")] = "",
+    src: Annotated[
+        str, typer.Option("--from", help="Source visor (default: the visor's own key).")
+    ] = "",
+    rpc: RpcOption = "localhost:3435",
+    as_json: JsonOption = False,
+) -> None:
+    """Ask the route finder for ranked candidate routes, with their measured latencies."""
+    from skywire.services.rf.client import RFClient
+
+    dst = _pk(pk)
+    if not src or not rf:
+        info = _call(rpc, "GET", "/visor/info")
+        src = src or info["pk"]
+        rf = rf or info["route_finder"]
+    source = _pk(src)
+
+    async def ask() -> list[dict[str, Any]]:
+        async with RFClient(rf) as client:
+            return await client.ranked_routes(
+                source, dst, min_hops=min_hops, max_hops=max_hops, num_routes=count
+            )
+
+    try:
+        routes = asyncio.run(ask())
+    except Exception as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    if as_json:
+        out.print_json(json.dumps(routes))
+        return
+    table = Table(title=f"routes {source} → {dst}")
+    for col in ("#", "hops", "latency", "rank cost", "path"):
+        table.add_column(col)
+    for i, r in enumerate(routes, 1):
+        hops = r.get("hops", [])
+        path = " → ".join(str(h.get("To", ""))[:10] for h in hops)
+        lat = r.get("latency_ms")
+        table.add_row(
+            str(i),
+            str(len(hops)),
+            f"{lat:.1f} ms" if isinstance(lat, int | float) else "unmeasured",
+            f"{r.get('cost_ms', 0):.1f}",
+            path,
+        )
+    out.print(table)
+
+
+@route_app.command("ls")
+def route_ls(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -> None:
+    """The visor's live route groups."""
+    rows = _call(rpc, "GET", "/routes")
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title="route groups")
+    for col in ("remote", "encrypted", "latency"):
+        table.add_column(col)
+    for r in rows:
+        lat = r.get("latency_ms")
+        table.add_row(
+            r["remote_pk"],
+            "yes" if r.get("encrypted") else "no",
+            f"{lat:.1f} ms" if isinstance(lat, int | float) else "-",
+        )
+    out.print(table)
+
+
+@rule_app.command("ls")
+def rule_ls(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -> None:
+    """The visor's routing table."""
+    rows = _call(rpc, "GET", "/rules")
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title="rules")
+    for col in ("key", "type", "keep alive", "next", "descriptor"):
+        table.add_column(col)
+    for r in rows:
+        fwd = r.get("forward_fields") or r.get("intermediary_forward_fields") or {}
+        app = r.get("app_fields") or {}
+        desc = fwd.get("route_descriptor") or app.get("route_descriptor") or {}
+        table.add_row(
+            str(r.get("key")),
+            str(r.get("rule_type")),
+            str(r.get("keep_alive")),
+            f"{fwd.get('next_rid', '')} via {str(fwd.get('next_tid', ''))[:8]}" if fwd else "-",
+            f"{str(desc.get('src_pk', ''))[:8]}:{desc.get('src_port', '')} → "
+            f"{str(desc.get('dst_pk', ''))[:8]}:{desc.get('dst_port', '')}"
+            if desc
+            else "-",
+        )
+    out.print(table)
 
 
 # ------------------------------------------------------------------------------ run

@@ -8,6 +8,7 @@ address instead, so that operators can also use ``curl``. Errors are ``{"error":
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,8 @@ class RPCServer:
         r.add_get("/transports", self._list)
         r.add_post("/transports", self._add)
         r.add_delete("/transports/{id}", self._remove)
+        r.add_get("/rules", self._rules)
+        r.add_get("/routes", self._routes)
         extra = getattr(self.visor, "rpc_routes", None)
         if callable(extra):
             extra(r)
@@ -80,6 +83,33 @@ class RPCServer:
 
     async def _list(self, _: web.Request) -> web.Response:
         return web.json_response([tp.summary() for tp in self.visor.transports()])
+
+    async def _rules(self, _: web.Request) -> web.Response:
+        router = self.visor.router
+        if router is None:
+            return web.json_response([])
+        now = time.monotonic()
+        rows = []
+        for rule in router.table.all_rules(now):
+            summary = rule.summary()
+            summary["key"] = rule.key_route_id
+            rows.append(summary)
+        return web.json_response(rows)
+
+    async def _routes(self, _: web.Request) -> web.Response:
+        router = self.visor.router
+        if router is None:
+            return web.json_response([])
+        return web.json_response(
+            [
+                {
+                    "remote_pk": rg.remote_pk.hex(),
+                    "encrypted": rg.encrypted,
+                    "latency_ms": rg.latency_ms,
+                }
+                for rg in router.route_groups
+            ]
+        )
 
     async def _add(self, request: web.Request) -> web.Response:
         try:

@@ -269,6 +269,25 @@ class _RouteFinderAPI:
         )
         return _json_response(200, routes_json(found))
 
+    async def ranked(self, request: web.Request) -> web.StreamResponse:
+        """Like ``/routes`` but each route carries its rank cost and measured latency (ours)."""
+        edges, min_hops, max_hops, count = parse_request(await request.read())
+        found = await self.finder.find_routes(
+            edges, min_hops=min_hops, max_hops=max_hops, count=count
+        )
+        body = {
+            pair.text(): [
+                {
+                    "hops": [hop.to_json() for hop in route.hops],
+                    "cost_ms": route.cost,
+                    "latency_ms": route.latency_ms,
+                }
+                for route in routes
+            ]
+            for pair, routes in sorted(found.items(), key=lambda kv: kv[0].text())
+        }
+        return _json_response(200, json.dumps(body, separators=(",", ":")).encode())
+
     async def health(self, request: web.Request) -> web.StreamResponse:
         body: dict[str, Any] = {
             "service_name": "route-finder",
@@ -292,6 +311,7 @@ def make_app(finder: RouteFinder, *, run_refresh: bool = True) -> web.Applicatio
     app = web.Application(middlewares=[api.middleware])
     app.cleanup_ctx.append(api.refresher)
     app.router.add_post("/routes", api.routes)
+    app.router.add_post("/routes/ranked", api.ranked)
     app.router.add_get("/health", api.health)
     return app
 

@@ -159,6 +159,32 @@ class RFClient:
         body = json.dumps(request, separators=(",", ":")).encode()
         return parse_routes(await self._request("POST", "/routes", body))
 
+    async def ranked_routes(
+        self,
+        src: PubKey,
+        dst: PubKey,
+        *,
+        min_hops: int = 0,
+        max_hops: int = DEFAULT_MAX_HOPS,
+        num_routes: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Candidates from ``src`` to ``dst``, best first, each ``{"hops", "cost_ms",
+        "latency_ms"}`` (this project's finders only: ``POST /routes/ranked``)."""
+        opts: dict[str, int] = {"MinHops": min_hops, "MaxHops": max_hops}
+        if num_routes is not None:
+            opts["NumRoutes"] = num_routes
+        pair = PathEdges(src, dst)
+        body = json.dumps({"Edges": [pair.text()], "Opts": opts}).encode()
+        payload = await self._request("POST", "/routes/ranked", body)
+        try:
+            doc = json.loads(payload)
+            routes = doc[pair.text()]
+            if not isinstance(routes, list):
+                raise TypeError("routes must be a list")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ResponseFormatError(f"bad ranked answer: {exc}") from exc
+        return [r for r in routes if isinstance(r, dict)]
+
     async def health(self) -> dict[str, Any]:
         payload = await self._request("GET", "/health")
         try:

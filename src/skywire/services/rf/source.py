@@ -73,7 +73,7 @@ class HttpTransportSource:
         timeout: float = 30.0,
     ) -> None:
         base = tpd_url.rstrip("/")
-        self.url = (base if "://" in base else f"http://{base}") + "/all-transports"
+        self.url = (base if "://" in base else f"http://{base}") + "/all-transports?latency=1"
         self._session = session
         self._owns_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=timeout)

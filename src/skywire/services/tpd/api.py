@@ -6,7 +6,7 @@ GET     ``/transports/edge:{pk}``        entries touching ``pk``, latency overla
 POST    ``/transports/``                 register a JSON array of signed entries (httpauth)
 DELETE  ``/transports/id:{id}``          deregister, by one of its edges (httpauth)
 POST    ``/transports/id:{id}/latency``  an edge reports ``{"latency": <ms>}`` (httpauth)
-GET     ``/all-transports``              every entry, without latency (public)
+GET     ``/all-transports``              every entry, without latency (``?latency=1``: with)
 GET     ``/security/nonces/{pk}``        httpauth: ``{"edge":…,"next_nonce":…}``
 GET     ``/health``                      build info and start time
 POST    ``/statuses``                    410 Gone (removed upstream)
@@ -213,8 +213,11 @@ class _TPDAPI:
         return _json_response(updated.to_json() + b"\n")
 
     async def all_transports(self, request: web.Request) -> web.StreamResponse:
-        entries = await self.store.all_transports()
-        return _json_response(marshal_entries(entries, with_latency=False) + b"\n")
+        # Upstream leaves latency out of this listing; ``?latency=1`` (ours) keeps it, so that a
+        # route finder can rank by measured latency.
+        with_latency = request.query.get("latency", "") in ("1", "true")
+        entries = await self.store.all_transports(with_latency=with_latency)
+        return _json_response(marshal_entries(entries, with_latency=with_latency) + b"\n")
 
     async def health(self, request: web.Request) -> web.StreamResponse:
         body = {

@@ -88,8 +88,8 @@ class TransportStore(abc.ABC):
         """Every transport touching ``pk``, latency overlaid (empty list when none)."""
 
     @abc.abstractmethod
-    async def all_transports(self) -> list[Entry]:
-        """Every transport, without latency."""
+    async def all_transports(self, *, with_latency: bool = False) -> list[Entry]:
+        """Every transport (latency overlaid only when asked)."""
 
     @abc.abstractmethod
     async def set_latency(self, tp_id: uuid.UUID, latency_ms: float, reporter: PubKey) -> None:

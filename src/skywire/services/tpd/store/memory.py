@@ -71,7 +71,9 @@ class MemoryStore(TransportStore):
     async def get_by_edge(self, pk: PubKey) -> list[Entry]:
         return [self._overlaid(r) for r in self._sorted() if r.signed.entry.has_edge(pk)]
 
-    async def all_transports(self) -> list[Entry]:
+    async def all_transports(self, *, with_latency: bool = False) -> list[Entry]:
+        if with_latency:
+            return [self._overlaid(r) for r in self._sorted()]
         return [r.signed.entry for r in self._sorted()]
 
     async def set_latency(self, tp_id: uuid.UUID, latency_ms: float, reporter: PubKey) -> None:

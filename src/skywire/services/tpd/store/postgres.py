@@ -172,11 +172,11 @@ class PostgresStore(TransportStore):
         )
         return [_row_to_entry(r) for r in rows]
 
-    async def all_transports(self) -> list[Entry]:
+    async def all_transports(self, *, with_latency: bool = False) -> list[Entry]:
         rows = await self._pool.fetch(
             f"SELECT {_ENTRY_COLUMNS} FROM {self._table} ORDER BY t_id::text"
         )
-        return [_row_to_entry(r, with_latency=False) for r in rows]
+        return [_row_to_entry(r, with_latency=with_latency) for r in rows]
 
     async def set_latency(self, tp_id: uuid.UUID, latency_ms: float, reporter: PubKey) -> None:
         status = await self._pool.execute(

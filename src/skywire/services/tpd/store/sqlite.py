@@ -151,12 +151,12 @@ class SqliteStore(TransportStore):
             rows = await cur.fetchall()
         return [_row_to_entry(r) for r in rows]
 
-    async def all_transports(self) -> list[Entry]:
+    async def all_transports(self, *, with_latency: bool = False) -> list[Entry]:
         async with self._db.execute(
             f"SELECT {_ENTRY_COLUMNS} FROM tpd_transports ORDER BY t_id"
         ) as cur:
             rows = await cur.fetchall()
-        return [_row_to_entry(r, with_latency=False) for r in rows]
+        return [_row_to_entry(r, with_latency=with_latency) for r in rows]
 
     async def set_latency(self, tp_id: uuid.UUID, latency_ms: float, reporter: PubKey) -> None:
         async with self._db.execute(

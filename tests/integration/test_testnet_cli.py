@@ -29,7 +29,10 @@ async def test_main_job_fetches_through_the_local_network(tmp_path: Path) -> Non
         tmp_path, size=3 << 20, disc_port=0, once=True, say=lines.append
     )
     assert report.sha256_ok and report.file_bytes == 3 << 20
+    assert report.route_ok
     assert (tmp_path / "dmsg-discovery.db").exists()
+    assert (tmp_path / "transport-discovery.db").exists()
+    assert any(line.startswith("through the route") for line in lines)
     assert any(line.startswith("fetched") for line in lines)
     assert sum(line.startswith("dmsg server") for line in lines) == 2
 

@@ -21,6 +21,7 @@ from aiohttp import web
 from skywire.cipher import KeyPair
 from skywire.dmsg.http import HTTPServer, fetch_stream
 from skywire.testnet.dmsgnet import LocalDmsgNetwork
+from skywire.testnet.skynet import LocalSkywire
 
 Say = Callable[[str], None]
 
@@ -32,6 +33,7 @@ class RunReport:
     dial_p50_ms: float
     ping_ms: float
     sha256_ok: bool
+    route_ok: bool = True
 
     @property
     def mb_per_s(self) -> float:
@@ -109,13 +111,82 @@ async def run_local_network(
                 f"fetched      {got / 1e6:.1f} MB in {elapsed:.2f} s = {report.mb_per_s:.1f} MB/s,"
                 f" sha256 {'matches' if ok else 'MISMATCH'}"
             )
-            if not once:
-                say("")
-                say("the network is up; try, in another shell:")
-                say(f"  .venv/bin/skywire dmsg curl --disc {net.disc_url} -o /tmp/p.bin {url}")
-                say("press Ctrl-C to stop")
-                if stop is None:
-                    stop = asyncio.Event()
-                await stop.wait()
-            say("stopping: closing clients, servers and discovery")
+            say("")
+            async with LocalSkywire(net, visors=4, data_dir=data_dir) as sky:
+                report.route_ok = await _route_demo(sky, size, say)
+                if not once:
+                    first = sky.visors[0]
+                    assert first.rpc is not None
+                    rpc = f"127.0.0.1:{first.rpc.port}"
+                    say("")
+                    say("the network is up; try, in another shell:")
+                    say(f"  .venv/bin/skywire dmsg curl --disc {net.disc_url} -o /tmp/p.bin {url}")
+                    say(f"  .venv/bin/skywire cli visor info --rpc {rpc}")
+                    say(f"  .venv/bin/skywire cli visor tp ls --rpc {rpc}")
+                    say(f"  .venv/bin/skywire cli route find {sky.visors[-1].pk} --rpc {rpc}")
+                    say("press Ctrl-C to stop")
+                    if stop is None:
+                        stop = asyncio.Event()
+                    await stop.wait()
+                say("stopping: visors, services, clients, servers and discovery")
     return report
+
+
+async def _route_demo(sky: LocalSkywire, size: int, say: Say) -> bool:
+    """Services and four visors in a row; a 3-hop route from the first to the last."""
+    assert sky.tpd and sky.ar and sky.rf and sky.rsn
+    say(f"transport discovery {sky.tpd.url}  (SQLite)")
+    say(f"address resolver    {sky.ar.url}  udp {sky.ar.udp_addr[0]}:{sky.ar.udp_addr[1]}")
+    say(f"route finder        {sky.rf.url}")
+    say(f"route setup node    {sky.rsn.pk}  (dmsg port 36)")
+    for i, v in enumerate(sky.visors):
+        say(f"visor {i}             {v.pk}")
+    t0 = time.monotonic()
+    tps = await sky.chain("stcpr")
+    say(
+        f"stcpr transports    {len(tps)} in a row, up in {(time.monotonic() - t0) * 1e3:.0f} ms"
+        " (handshake, Noise KK, settlement, registered in transport discovery)"
+    )
+    first, last = sky.visors[0], sky.visors[-1]
+    assert first.router is not None and last.router is not None
+    listener = await last.router.listen(80)
+    payload = os.urandom(min(size, 16 << 20))
+    digest = hashlib.sha256(payload).hexdigest()
+
+    async def serve() -> None:
+        rg = await listener.accept()
+        await rg.write(payload)
+        await rg.close()
+
+    server = asyncio.create_task(serve())
+    try:
+        t0 = time.monotonic()
+        rg = await first.router.dial_routes(last.pk, 0, 80, min_hops=3, max_hops=3)
+        setup_ms = (time.monotonic() - t0) * 1e3
+        say(
+            f"route               visor 0 → 1 → 2 → 3 set up in {setup_ms:.1f} ms"
+            f" (route finder, setup node, handshake{', Noise KK' if rg.encrypted else ''})"
+        )
+        h = hashlib.sha256()
+        got = 0
+        t0 = time.monotonic()
+        while got < len(payload):
+            chunk = await rg.read(1 << 20)
+            if not chunk:
+                break
+            h.update(chunk)
+            got += len(chunk)
+        elapsed = time.monotonic() - t0
+        ok = got == len(payload) and h.hexdigest() == digest
+        say(
+            f"through the route   {got / 1e6:.1f} MB in {elapsed:.2f} s ="
+            f" {got / elapsed / 1e6:.1f} MB/s, sha256 {'matches' if ok else 'MISMATCH'}"
+        )
+        await rg.close()
+        await server
+    finally:
+        if not server.done():
+            server.cancel()
+        await asyncio.gather(server, return_exceptions=True)
+        await listener.close()
+    return ok

@@ -1,0 +1,130 @@
+"""A whole Skywire network on loopback: every service and a row of visors.
+
+On top of a :class:`~skywire.testnet.dmsgnet.LocalDmsgNetwork` (discovery + relay servers) it
+runs transport discovery (SQLite), the address resolver (test mode: loopback addresses), the
+route finder (fed by transport discovery, with measured latencies), a route setup node and
+``visors`` visors configured for them. :meth:`chain` links the visors with ``stcpr`` transports
+in a row, so that a route from the first to the last crosses every intermediate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from skywire.cipher import SecKey
+from skywire.services.ar import ARServer
+from skywire.services.ar.store.memory import MemoryStore as ARMemoryStore
+from skywire.services.rf.api import RouteFinder, RouteFinderServer
+from skywire.services.rf.source import HttpTransportSource
+from skywire.services.rsn import SetupNode
+from skywire.services.tpd.api import TPDServer
+from skywire.services.tpd.client import TPDRegistry
+from skywire.services.tpd.store.memory import MemoryStore as TPDMemoryStore
+from skywire.services.tpd.store.sqlite import SqliteStore as TPDSqliteStore
+from skywire.testnet.dmsgnet import LocalDmsgNetwork
+from skywire.transport.manager import ManagedTransport
+from skywire.visor.config import VisorConfig
+from skywire.visor.visor import Visor
+
+
+class LocalSkywire:
+    """``async with LocalSkywire(dmsg_net, visors=4) as sky:``; closes what it started."""
+
+    def __init__(
+        self,
+        dmsg: LocalDmsgNetwork,
+        *,
+        visors: int = 4,
+        data_dir: Path | None = None,
+        latency_interval: float = 2.0,
+    ) -> None:
+        self.dmsg = dmsg
+        self.n_visors = visors
+        self.data_dir = data_dir
+        self.latency_interval = latency_interval
+        self.visors: list[Visor] = []
+        self.tpd: TPDServer | None = None
+        self.ar: ARServer | None = None
+        self.rf: RouteFinderServer | None = None
+        self.finder: RouteFinder | None = None
+        self.rsn: SetupNode | None = None
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> LocalSkywire:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def _start(self) -> None:
+        st = self._stack
+        if self.data_dir is not None:
+            tpd_store: TPDMemoryStore | TPDSqliteStore = await TPDSqliteStore.open(
+                str(self.data_dir / "transport-discovery.db")
+            )
+        else:
+            tpd_store = TPDMemoryStore()
+        await st.enter_async_context(tpd_store)
+        self.tpd = await st.enter_async_context(TPDServer(tpd_store))
+        ar_store = await st.enter_async_context(ARMemoryStore())
+        self.ar = await st.enter_async_context(
+            ARServer(ar_store, "127.0.0.1", 0, 0, test_mode=True)
+        )
+        source = HttpTransportSource(self.tpd.url)
+        st.push_async_callback(source.close)
+        self.finder = RouteFinder(source, refresh_interval=1.0)
+        self.rf = await st.enter_async_context(RouteFinderServer(self.finder))
+        rsn_client = await self.dmsg.client()
+        self.rsn = SetupNode(rsn_client)
+        await self.rsn.start()
+        st.push_async_callback(self.rsn.close)
+        for _ in range(self.n_visors):
+            await self.add_visor()
+
+    def config(self, sk: SecKey | None = None) -> VisorConfig:
+        assert self.tpd is not None and self.ar is not None and self.rf is not None
+        assert self.rsn is not None and self.rsn.pk is not None
+        cfg = VisorConfig.generate(
+            sk=sk,
+            dmsg_discovery=self.dmsg.disc_url,
+            tpd=self.tpd.url,
+            ar=self.ar.url,
+            rf=self.rf.url,
+            setup_nodes=[self.rsn.pk],
+            cli_addr="127.0.0.1:0",
+        )
+        cfg.skywire_tcp.listening_address = ""
+        return cfg
+
+    async def add_visor(self, sk: SecKey | None = None) -> Visor:
+        assert self.ar is not None and self.tpd is not None
+        cfg = self.config(sk)
+        registry = await self._stack.enter_async_context(TPDRegistry(self.tpd.url, cfg.sk))
+        visor = Visor(
+            cfg,
+            registry=registry,
+            ar_udp=self.ar.udp_addr,
+            latency_interval=self.latency_interval,
+        )
+        await self._stack.enter_async_context(visor)
+        await visor.ready()
+        self.visors.append(visor)
+        return visor
+
+    async def chain(self, tp_type: str = "stcpr") -> list[ManagedTransport]:
+        """Link visor i to visor i+1 with one transport each; refresh the route finder."""
+        out = []
+        for left, right in zip(self.visors, self.visors[1:], strict=False):
+            assert left.tm is not None and right.tm is not None
+            tp = await left.add_transport(right.pk, tp_type)
+            await right.tm.wait_for(tp.id)
+            out.append(tp)
+        assert self.finder is not None
+        await self.finder.refresh()
+        return out

@@ -605,7 +605,15 @@ async def test_file_response_over_blocked_stream_keeps_pause_state(
         stream = _GatedStream(b"GET /f.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         transport = StreamTransport(stream, runner.server())
         task = asyncio.create_task(transport.run())
-        await asyncio.sleep(0.2)  # the whole file is handed to the transport, writes held
+
+        # Writes are held: wait (polling a condition, bounded) until the file sits in the
+        # transport's buffer or the transport has paused its protocol.
+        def handed_over() -> bool:
+            return transport._protocol_paused or transport.get_write_buffer_size() >= max(size, 1)
+
+        async with asyncio.timeout(5):
+            while not handed_over():  # noqa: ASYNC110 - nothing to await in aiohttp internals
+                await asyncio.sleep(0.001)
         stream.gate.set()
         await asyncio.wait_for(task, 5)
     finally:

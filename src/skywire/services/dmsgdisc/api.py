@@ -33,8 +33,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
 
@@ -64,6 +63,7 @@ from skywire.dmsg.disc_entry import (
     validate_iteration,
     verify,
 )
+from skywire.services.appserver import AppServer
 from skywire.services.dmsgdisc.store import MAX_AVAILABLE_SERVERS, DiscStore
 
 __all__ = ["API_PREFIX", "DiscoveryServer", "make_app"]
@@ -353,55 +353,16 @@ def make_app(
     return app
 
 
-class DiscoveryServer:
-    """Serve :func:`make_app` on a TCP address for as long as the ``async with`` block runs.
-
-    ``port=0`` picks a free port; :attr:`url` is the base URL to give clients. The store is not
-    closed on exit (whoever opened it closes it).
-    """
+class DiscoveryServer(AppServer):
+    """Serve :func:`make_app` on a TCP address for as long as the ``async with`` block runs
+    (the store is not closed on exit: whoever opened it closes it)."""
 
     def __init__(
         self, store: DiscStore, host: str = "127.0.0.1", port: int = 0, **app_options: Any
     ) -> None:
+        super().__init__(host, port)
         self.store = store
-        self.host = host
-        self.port = port
         self._app_options = app_options
-        self._runner: web.AppRunner | None = None
 
-    @property
-    def url(self) -> str:
-        host = self.host if self.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}"
-
-    @property
-    def runner(self) -> web.AppRunner | None:
-        """The set-up runner while serving (to serve the same API elsewhere, e.g. over dmsg)."""
-        return self._runner
-
-    async def __aenter__(self) -> Self:
-        runner = web.AppRunner(make_app(self.store, **self._app_options), access_log=None)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.host or None, self.port)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        addresses = runner.addresses
-        if addresses:
-            self.port = int(addresses[0][1])
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
+    def make_app(self) -> web.Application:
+        return make_app(self.store, **self._app_options)

@@ -29,13 +29,13 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
 
 from skywire import __version__
 from skywire.routing.route import PathEdges, RouteFormatError
+from skywire.services.appserver import AppServer
 from skywire.services.rf.graph import (
     DEFAULT_MAX_EXPANSIONS,
     DEFAULT_MAX_HOPS,
@@ -316,11 +316,8 @@ def make_app(finder: RouteFinder, *, run_refresh: bool = True) -> web.Applicatio
     return app
 
 
-class RouteFinderServer:
-    """Serve :func:`make_app` on a TCP address for as long as the ``async with`` block runs.
-
-    ``port=0`` picks a free port; :attr:`url` is the base URL to give clients.
-    """
+class RouteFinderServer(AppServer):
+    """Serve :func:`make_app` on a TCP address for as long as the ``async with`` block runs."""
 
     def __init__(
         self,
@@ -330,41 +327,9 @@ class RouteFinderServer:
         *,
         run_refresh: bool = True,
     ) -> None:
+        super().__init__(host, port)
         self.finder = finder
-        self.host = host
-        self.port = port
         self._run_refresh = run_refresh
-        self._runner: web.AppRunner | None = None
 
-    @property
-    def url(self) -> str:
-        host = self.host if self.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
-        if ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}"
-
-    async def __aenter__(self) -> Self:
-        app = make_app(self.finder, run_refresh=self._run_refresh)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.host or None, self.port)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        addresses = runner.addresses
-        if addresses:
-            self.port = int(addresses[0][1])
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._runner is not None:
-            runner, self._runner = self._runner, None
-            await runner.cleanup()
+    def make_app(self) -> web.Application:
+        return make_app(self.finder, run_refresh=self._run_refresh)

@@ -1,0 +1,62 @@
+"""Serving an aiohttp application on a TCP address for as long as an ``async with`` runs."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from aiohttp import web
+
+
+class AppServer:
+    """``async with`` a subclass: its :meth:`make_app` is served on ``host:port``.
+
+    ``port=0`` picks a free port (read it back from :attr:`port`); :attr:`url` is the base URL
+    to give clients; :attr:`runner` lets the same application be served elsewhere too (e.g. on
+    a dmsg port). Whatever the application uses (its store) stays the caller's to close.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    def make_app(self) -> web.Application:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        host = self.host if self.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def runner(self) -> web.AppRunner | None:
+        """The set-up runner while serving."""
+        return self._runner
+
+    async def __aenter__(self) -> Self:
+        runner = web.AppRunner(self.make_app(), access_log=None)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host or None, self.port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        addresses = runner.addresses
+        if addresses:
+            self.port = int(addresses[0][1])
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()

@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         to the first. Every step is printed with its timing; the network then stays up until
         Ctrl-C (or exits with --once).
         """
-        from skywire.cli.dmsg import run_until_interrupted
+        from skywire.cli.common import run_until_interrupted
         from skywire.testnet.run import run_local_network
 
         def say(line: str) -> None:

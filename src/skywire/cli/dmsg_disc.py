@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import os
-import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from skywire.cipher import CipherError, PubKey, SecKey
-from skywire.dmsg.disc_entry import split_host_port
+from skywire.cli.common import LOG_FORMAT, install_stop_signals, parse_addr
 
 _DEFAULT_DB = Path("./dmsg-discovery.db")
 
@@ -23,17 +21,6 @@ class StoreKind(enum.StrEnum):
     sqlite = "sqlite"
     memory = "memory"
     redis = "redis"
-
-
-def _parse_addr(addr: str) -> tuple[str, int]:
-    try:
-        host, port_text = split_host_port(addr)
-        port = int(port_text)
-    except ValueError as exc:
-        raise typer.BadParameter(f"{addr!r} is not host:port ({exc})", param_hint="--addr") from exc
-    if not 0 <= port <= 65535:
-        raise typer.BadParameter(f"port {port} out of range", param_hint="--addr")
-    return host, port
 
 
 def _parse_pks(text: str, option: str) -> list[PubKey]:
@@ -62,11 +49,7 @@ async def _serve(
     from skywire.services.dmsgdisc.api import DiscoveryServer
     from skywire.services.dmsgdisc.store import open_store
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = install_stop_signals()
 
     store = await open_store(
         store_kind.value,
@@ -176,8 +159,8 @@ def register(dmsg_app: typer.Typer) -> None:
         level = getattr(logging, log_level.upper(), None)
         if not isinstance(level, int):
             raise typer.BadParameter(f"unknown level {log_level!r}", param_hint="--log-level")
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        host, port = _parse_addr(addr)
+        logging.basicConfig(level=level, format=LOG_FORMAT)
+        host, port = parse_addr(addr)
         officials = _parse_pks(official_servers, "--official-servers")
         try:
             asyncio.run(

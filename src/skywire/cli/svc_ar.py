@@ -3,32 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import os
-import signal
 from typing import Annotated
 
 import typer
 
-from skywire.dmsg.disc_entry import split_host_port
+from skywire.cli.common import LOG_FORMAT, install_stop_signals, parse_addr
 
 
 class StoreKind(enum.StrEnum):
     memory = "memory"
     redis = "redis"
-
-
-def _parse_addr(addr: str, option: str) -> tuple[str, int]:
-    try:
-        host, port_text = split_host_port(addr)
-        port = int(port_text)
-    except ValueError as exc:
-        raise typer.BadParameter(f"{addr!r} is not host:port ({exc})", param_hint=option) from exc
-    if not 0 <= port <= 65535:
-        raise typer.BadParameter(f"port {port} out of range", param_hint=option)
-    return host, port
 
 
 async def _serve(
@@ -45,11 +32,7 @@ async def _serve(
     from skywire.services.ar.api import ARServer
     from skywire.services.ar.store import open_store
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = install_stop_signals()
 
     store = await open_store(
         store_kind.value,
@@ -134,9 +117,9 @@ def register(svc_app: typer.Typer) -> None:
         level = getattr(logging, log_level.upper(), None)
         if not isinstance(level, int):
             raise typer.BadParameter(f"unknown level {log_level!r}", param_hint="--log-level")
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        http = _parse_addr(addr, "--addr")
-        udp = _parse_addr(udp_addr, "--udp-addr")
+        logging.basicConfig(level=level, format=LOG_FORMAT)
+        http = parse_addr(addr, "--addr")
+        udp = parse_addr(udp_addr, "--udp-addr")
         try:
             asyncio.run(
                 _serve(

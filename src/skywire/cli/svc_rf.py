@@ -3,36 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 from typing import Annotated
 
 import typer
 
-from skywire.dmsg.disc_entry import split_host_port
-
-
-def _parse_addr(addr: str) -> tuple[str, int]:
-    try:
-        host, port_text = split_host_port(addr)
-        port = int(port_text)
-    except ValueError as exc:
-        raise typer.BadParameter(f"{addr!r} is not host:port ({exc})", param_hint="--addr") from exc
-    if not 0 <= port <= 65535:
-        raise typer.BadParameter(f"port {port} out of range", param_hint="--addr")
-    return host, port
+from skywire.cli.common import LOG_FORMAT, install_stop_signals, parse_addr
 
 
 async def _serve(*, host: str, port: int, tpd: str, refresh: float, by_hops: bool) -> None:
     from skywire.services.rf.api import RouteFinder, RouteFinderServer
     from skywire.services.rf.source import HttpTransportSource
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = install_stop_signals()
 
     source = HttpTransportSource(tpd)
     finder = RouteFinder(source, weighted=not by_hops, refresh_interval=refresh)
@@ -79,8 +62,8 @@ def register(svc_app: typer.Typer) -> None:
         level = getattr(logging, log_level.upper(), None)
         if not isinstance(level, int):
             raise typer.BadParameter(f"unknown level {log_level!r}", param_hint="--log-level")
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        host, port = _parse_addr(addr)
+        logging.basicConfig(level=level, format=LOG_FORMAT)
+        host, port = parse_addr(addr)
         try:
             asyncio.run(_serve(host=host, port=port, tpd=tpd, refresh=refresh, by_hops=by_hops))
         except KeyboardInterrupt:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 from typing import Annotated
 
 import typer
+
+from skywire.cli.common import LOG_FORMAT, install_stop_signals
 
 
 async def _serve(*, sk_hex: str, disc: str, sessions: int, request_timeout: float) -> None:
@@ -18,11 +18,7 @@ async def _serve(*, sk_hex: str, disc: str, sessions: int, request_timeout: floa
     from skywire.services.rsn.node import SetupNode
 
     sk = SecKey.from_hex(sk_hex) if sk_hex else SecKey.generate()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = install_stop_signals()
     async with (
         DiscClient(disc) as dc,
         Client(sk, dc, min_sessions=sessions) as client,
@@ -65,7 +61,7 @@ def register(svc_app: typer.Typer) -> None:
         level = getattr(logging, log_level.upper(), None)
         if not isinstance(level, int):
             raise typer.BadParameter(f"unknown level {log_level!r}", param_hint="--log-level")
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=level, format=LOG_FORMAT)
         try:
             asyncio.run(
                 _serve(

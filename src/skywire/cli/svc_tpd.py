@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
-import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from skywire.dmsg.disc_entry import split_host_port
+from skywire.cli.common import LOG_FORMAT, install_stop_signals, parse_addr
 
 _DEFAULT_DB = Path("./transport-discovery.db")
 _DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -24,28 +22,13 @@ class StoreKind(enum.StrEnum):
     postgres = "postgres"
 
 
-def _parse_addr(addr: str) -> tuple[str, int]:
-    try:
-        host, port_text = split_host_port(addr)
-        port = int(port_text)
-    except ValueError as exc:
-        raise typer.BadParameter(f"{addr!r} is not host:port ({exc})", param_hint="--addr") from exc
-    if not 0 <= port <= 65535:
-        raise typer.BadParameter(f"port {port} out of range", param_hint="--addr")
-    return host, port
-
-
 async def _serve(
     *, host: str, port: int, store_kind: StoreKind, db: Path, pg_url: str, pg_schema: str
 ) -> None:
     from skywire.services.tpd.api import TPDServer
     from skywire.services.tpd.store import open_store
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+    stop = install_stop_signals()
 
     store = await open_store(
         store_kind.value, db=str(db), pg_url=pg_url, pg_schema=pg_schema or None
@@ -92,8 +75,8 @@ def register(svc_app: typer.Typer) -> None:
         level = getattr(logging, log_level.upper(), None)
         if not isinstance(level, int):
             raise typer.BadParameter(f"unknown level {log_level!r}", param_hint="--log-level")
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        host, port = _parse_addr(addr)
+        logging.basicConfig(level=level, format=LOG_FORMAT)
+        host, port = parse_addr(addr)
         try:
             asyncio.run(
                 _serve(

@@ -311,7 +311,7 @@ def visor_run(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "",
 ) -> None:
     """Run a visor until interrupted."""
-    from skywire.cli.dmsg import run_until_interrupted, setup_logging
+    from skywire.cli.common import run_until_interrupted, setup_logging
     from skywire.visor.config import VisorConfig
     from skywire.visor.visor import Visor
 

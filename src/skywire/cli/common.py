@@ -1,0 +1,58 @@
+"""Helpers shared by the service commands: listen addresses, signals, logging."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+import typer
+
+from skywire.dmsg.disc_entry import split_host_port
+
+LOG_FORMAT = "%(asctime)s %(levelname)-5s %(name)s: %(message)s"
+
+
+def parse_addr(addr: str, option: str = "--addr") -> tuple[str, int]:
+    """``host:port`` (empty host: every interface) for a listening option."""
+    try:
+        host, port_text = split_host_port(addr)
+        port = int(port_text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{addr!r} is not host:port ({exc})", param_hint=option) from exc
+    if not 0 <= port <= 65535:
+        raise typer.BadParameter(f"port {port} out of range", param_hint=option)
+    return host, port
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr at ``level`` (debug, info, warning, error)."""
+    value = getattr(logging, level.upper(), None)
+    if not isinstance(value, int):
+        raise typer.BadParameter(f"unknown level {level!r}", param_hint="--log-level")
+    logging.basicConfig(level=value, format=LOG_FORMAT)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def install_stop_signals() -> asyncio.Event:
+    """An event that SIGINT and SIGTERM set (call inside the running loop)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def run_until_interrupted(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``main(stop)``; SIGINT/SIGTERM set ``stop`` so that it can close cleanly."""
+    stop = install_stop_signals()
+    loop = asyncio.get_running_loop()
+    try:
+        await main(stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)

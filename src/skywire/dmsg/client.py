@@ -51,7 +51,7 @@ from skywire.services.dmsgdisc.client import DiscClient
 from skywire.wire.errors import NoiseError, WireError
 from skywire.wire.noise import Noise, Pattern, Role
 from skywire.wire.noise_aio import NoiseStream
-from skywire.wire.stream import TcpStream
+from skywire.wire.stream import AcceptQueue, TcpStream
 from skywire.wire.yamux import YamuxConfig
 from skywire.wire.yamux_aio import YamuxStream
 
@@ -120,8 +120,10 @@ class DmsgListener:
     def __init__(self, client: Client, port: int) -> None:
         self.client = client
         self.addr = Addr(client.pk, port)
-        self._queue: asyncio.Queue[DmsgStream] = asyncio.Queue(ACCEPT_BUFFER_SIZE)
-        self._closed = asyncio.Event()
+        self._queue: AcceptQueue[DmsgStream] = AcceptQueue(
+            ACCEPT_BUFFER_SIZE,
+            lambda: DmsgClosedError(ErrorCode.ENTITY_CLOSED, f"listener on port {port} closed"),
+        )
 
     @property
     def port(self) -> int:
@@ -129,7 +131,7 @@ class DmsgListener:
 
     @property
     def closed(self) -> bool:
-        return self._closed.is_set()
+        return self._queue.closed
 
     def _offer(self, stream: DmsgStream) -> None:
         self._queue.put_nowait(stream)
@@ -138,29 +140,16 @@ class DmsgListener:
         return self._queue.full()
 
     async def accept(self) -> DmsgStream:
-        if self._closed.is_set() and self._queue.empty():
-            raise DmsgClosedError(ErrorCode.ENTITY_CLOSED, f"listener on port {self.port} closed")
-        get = asyncio.ensure_future(self._queue.get())
-        closed = asyncio.ensure_future(self._closed.wait())
-        try:
-            await asyncio.wait({get, closed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in (get, closed):
-                if not t.done():
-                    t.cancel()
-            await asyncio.gather(get, closed, return_exceptions=True)
-        if get.done() and not get.cancelled():
-            return get.result()
-        raise DmsgClosedError(ErrorCode.ENTITY_CLOSED, f"listener on port {self.port} closed")
+        return await self._queue.get()
 
     async def close(self) -> None:
-        if self._closed.is_set():
+        if self._queue.closed:
             return
-        self._closed.set()
+        left = self._queue.close()
         self.client._listeners.pop(self.port, None)
         self.client.ports.release(self.port)
-        while not self._queue.empty():
-            await self._queue.get_nowait().close()
+        for stream in left:
+            await stream.close()
 
     async def __aenter__(self) -> DmsgListener:
         return self

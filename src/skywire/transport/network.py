@@ -33,7 +33,7 @@ from skywire.transport.handshake import (
 from skywire.wire.errors import WireError
 from skywire.wire.noise import Pattern
 from skywire.wire.noise_aio import NoiseStream
-from skywire.wire.stream import ByteStream, TcpStream
+from skywire.wire.stream import AcceptQueue, ByteStream, TcpStream
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +135,10 @@ class TCPNetwork:
         self._resolve = resolve
         self._on_bound = on_bound
         self._server: asyncio.Server | None = None
-        self._accepted: asyncio.Queue[Conn] = asyncio.Queue(64)
+        self._accepted: AcceptQueue[Conn] = AcceptQueue(
+            64, lambda: TransportNetworkError(f"{self.tp_type} network closed")
+        )
         self._handshakes: set[asyncio.Task[None]] = set()
-        self._closed = asyncio.Event()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._on_conn, self.host, self.port)
@@ -186,29 +187,17 @@ class TCPNetwork:
         )
 
     async def accept(self) -> Conn:
-        get = asyncio.ensure_future(self._accepted.get())
-        closed = asyncio.ensure_future(self._closed.wait())
-        try:
-            await asyncio.wait({get, closed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in (get, closed):
-                if not t.done():
-                    t.cancel()
-            await asyncio.gather(get, closed, return_exceptions=True)
-        if get.done() and not get.cancelled():
-            return get.result()
-        raise TransportNetworkError(f"{self.tp_type} network closed")
+        return await self._accepted.get()
 
     async def close(self) -> None:
-        self._closed.set()
         if self._server is not None:
             self._server.close()
         for task in list(self._handshakes):
             task.cancel()
         if self._handshakes:
             await asyncio.wait(set(self._handshakes))
-        while not self._accepted.empty():
-            await self._accepted.get_nowait().stream.close()
+        for conn in self._accepted.close():
+            await conn.stream.close()
         if self._server is not None:
             await self._server.wait_closed()
 

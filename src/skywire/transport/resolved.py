@@ -34,6 +34,7 @@ from skywire.transport.network import (
     secure_responder,
 )
 from skywire.wire.errors import WireError
+from skywire.wire.stream import AcceptQueue
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +131,10 @@ class SudphNetwork:
         self.addresses = addresses
         self.endpoint: KCPEndpoint | None = None
         self.bind: SUDPHBind | None = None
-        self._accepted: asyncio.Queue[Conn] = asyncio.Queue(64)
+        self._accepted: AcceptQueue[Conn] = AcceptQueue(
+            64, lambda: TransportNetworkError("sudph network closed")
+        )
         self._tasks: set[asyncio.Task[None]] = set()
-        self._closed = asyncio.Event()
 
     async def start(self) -> None:
         self.endpoint = await KCPEndpoint.open(self.host, self.port)
@@ -198,21 +200,9 @@ class SudphNetwork:
         raise TransportNetworkError(f"sudph: cannot reach {remote}: {'; '.join(errors)}")
 
     async def accept(self) -> Conn:
-        get = asyncio.ensure_future(self._accepted.get())
-        closed = asyncio.ensure_future(self._closed.wait())
-        try:
-            await asyncio.wait({get, closed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in (get, closed):
-                if not t.done():
-                    t.cancel()
-            await asyncio.gather(get, closed, return_exceptions=True)
-        if get.done() and not get.cancelled():
-            return get.result()
-        raise TransportNetworkError("sudph network closed")
+        return await self._accepted.get()
 
     async def close(self) -> None:
-        self._closed.set()
         if self.bind is not None:
             with contextlib.suppress(Exception):
                 await self.bind.close()
@@ -220,7 +210,7 @@ class SudphNetwork:
             task.cancel()
         if self._tasks:
             await asyncio.wait(set(self._tasks))
-        while not self._accepted.empty():
-            await self._accepted.get_nowait().stream.close()
+        for conn in self._accepted.close():
+            await conn.stream.close()
         if self.endpoint is not None:
             await self.endpoint.close()

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     from skywire.cipher import PubKey
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -91,3 +94,51 @@ class Dialer(Protocol):
     """Opens a :class:`ByteStream` to ``(pk, port)``."""
 
     async def __call__(self, pk: PubKey, port: int) -> ByteStream: ...
+
+
+class AcceptQueue(Generic[T]):
+    """A bounded queue of incoming items that its owner can close.
+
+    ``get()`` waits for the next item and raises ``closed_error()`` once the queue is closed
+    and empty; :meth:`close` wakes every waiter and hands back what was still queued.
+    """
+
+    def __init__(self, maxsize: int, closed_error: Callable[[], Exception]) -> None:
+        self._queue: asyncio.Queue[T] = asyncio.Queue(maxsize)
+        self._closed = asyncio.Event()
+        self._closed_error = closed_error
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def full(self) -> bool:
+        return self._queue.full()
+
+    def put_nowait(self, item: T) -> None:
+        """Queue ``item``; raises ``asyncio.QueueFull`` when full."""
+        self._queue.put_nowait(item)
+
+    async def get(self) -> T:
+        if self._closed.is_set() and self._queue.empty():
+            raise self._closed_error()
+        get = asyncio.ensure_future(self._queue.get())
+        closed = asyncio.ensure_future(self._closed.wait())
+        try:
+            await asyncio.wait({get, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (get, closed):
+                if not t.done():
+                    t.cancel()
+            await asyncio.gather(get, closed, return_exceptions=True)
+        if get.done() and not get.cancelled():
+            return get.result()
+        raise self._closed_error()
+
+    def close(self) -> list[T]:
+        """Close; returns the items nobody took (the caller closes them)."""
+        self._closed.set()
+        left = []
+        while not self._queue.empty():
+            left.append(self._queue.get_nowait())
+        return left

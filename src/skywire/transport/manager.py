@@ -401,6 +401,11 @@ class TransportManager:
             self._spawn(old.close(), f"tp-close-old-{entry.id}")
         tp = ManagedTransport(entry, conn, self.pk)
         self.transports[entry.id] = tp
+        old_reader = self._readers.get(entry.id)
+        if old_reader is not None and not old_reader.done():
+            # still owned: close() awaits it with the other tasks
+            self._tasks.add(old_reader)
+            old_reader.add_done_callback(self._tasks.discard)
         reader = asyncio.create_task(self._read_loop(tp), name=f"tp-read-{entry.id}")
         self._readers[entry.id] = reader
         self._changed.set()

@@ -3,6 +3,9 @@ packets both ways, removal, persistence across a peer restart."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import os
 import uuid
 
@@ -14,7 +17,12 @@ from skywire.services.tpd.client import TPDRegistry
 from skywire.services.tpd.store.memory import MemoryStore
 from skywire.testnet.dmsgnet import LocalDmsgNetwork
 from skywire.transport.entry import make_transport_id
-from skywire.transport.manager import TransportManager
+from skywire.transport.manager import (
+    DEAD_AFTER_ROUNDS,
+    ManagedTransport,
+    TransportError,
+    TransportManager,
+)
 from skywire.transport.network import DmsgNetwork, TCPNetwork, static_table
 
 pytestmark = pytest.mark.timeout(60)
@@ -87,6 +95,42 @@ async def test_stcp_transport_both_ways_and_removal() -> None:
         await tm_a.delete_transport(tp.id)
         await tm_b.wait_gone(tp.id)
         assert await tpd.ids() == set()
+
+
+async def test_idle_transport_to_a_peer_without_transport_pings_stays_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reference visor drops transport-level pings (an unknown packet type to it): an idle
+    transport to it must not be closed as silent, and probing it stops after a few rounds."""
+    interval = 0.05
+    monkeypatch.setattr(
+        ManagedTransport, "ping", functools.partialmethod(ManagedTransport.ping, timeout=interval)
+    )
+    a, b = KeyPair.generate(), KeyPair.generate()
+    table: dict[str, str] = {}
+    net_a, net_b = _stcp(a.sk, table), _stcp(b.sk, table)
+    async with (
+        TransportManager(a.sk, [net_a], latency_interval=interval) as tm_a,
+        TransportManager(b.sk, [net_b], latency_interval=0) as tm_b,
+    ):
+
+        async def deaf_read_loop(tp: ManagedTransport) -> None:
+            with contextlib.suppress(EOFError, TransportError):
+                while True:
+                    await tp.read_packet()
+
+        monkeypatch.setattr(tm_b, "_read_loop", deaf_read_loop)
+        table[a.pk.hex()] = f"127.0.0.1:{net_a.port}"
+        table[b.pk.hex()] = f"127.0.0.1:{net_b.port}"
+        tp = await tm_a.save_transport(b.pk, "stcp")
+        peer = await tm_b.wait_for(tp.id)
+        await asyncio.sleep(interval * (DEAD_AFTER_ROUNDS + 1) * 6)
+        assert not tp.closed and tm_a.transports.get(tp.id) is tp
+        assert not tp.answers_pings and tp.unanswered_pings == DEAD_AFTER_ROUNDS
+        await tp.write_packet(0, 7, b"still here")
+        assert peer.stats.packets_received >= DEAD_AFTER_ROUNDS
+        await peer.write_packet(0, 9, b"back")
+        assert await tp.inbox.get() == (0, 9, b"back")
 
 
 async def test_dmsg_transport() -> None:

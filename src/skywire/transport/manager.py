@@ -91,6 +91,10 @@ class ManagedTransport:
         self._closed = asyncio.Event()
         self.deleted = False
         self.last_received = time.monotonic()
+        self.answers_pings = False
+        """True once the peer answered a transport-level ping; the reference visor never does
+        (it drops packet types it does not know), so its silence proves nothing."""
+        self.unanswered_pings = 0
 
     @property
     def id(self) -> uuid.UUID:
@@ -156,6 +160,7 @@ class ManagedTransport:
         (stamp,) = struct.unpack(">q", payload[:8])
         fut = self._pings.get(stamp)
         if fut is not None and not fut.done():
+            self.answers_pings = True
             fut.set_result((time.monotonic_ns() - stamp) / 1e6)
 
     async def close(self) -> None:
@@ -492,18 +497,23 @@ class TransportManager:
         while True:
             await asyncio.sleep(self.latency_interval)
             for tp in list(self.transports.values()):
+                if not tp.answers_pings and tp.unanswered_pings >= DEAD_AFTER_ROUNDS:
+                    continue  # a peer without transport pings (the reference visor)
                 try:
                     ms = await tp.ping()
                 except (TransportError, TimeoutError) as exc:
+                    tp.unanswered_pings += 1
                     # Carriers without a close signal (KCP) leave a transport whose peer went
-                    # away looking alive: silence for several probe rounds ends it.
+                    # away looking alive: silence for several probe rounds ends it, but only
+                    # when the peer is known to answer probes.
                     silent = time.monotonic() - tp.last_received
-                    if silent > DEAD_AFTER_ROUNDS * self.latency_interval:
+                    if tp.answers_pings and silent > DEAD_AFTER_ROUNDS * self.latency_interval:
                         log.info("transport %s silent for %.0f s: closing it", tp.id, silent)
                         await tp.close()
                     else:
                         log.info("latency probe on %s failed: %s", tp.id, exc)
                     continue
+                tp.unanswered_pings = 0
                 if self.registry is not None:
                     try:
                         await self.registry.report_latency(tp.id, ms)

@@ -16,7 +16,7 @@ from skywire.dmsg.http import fetch
 from skywire.router.gateway import gateway_server
 from skywire.router.setup_client import BidirectionalRoute, EdgeRules, RoutingFailure, SetupClient
 from skywire.routing.route import Hop
-from skywire.routing.rule import RouteDescriptor, Rule
+from skywire.routing.rule import ConsumeRule, ForwardRule, RouteDescriptor, Rule
 from skywire.services.rsn.node import SetupNode
 from skywire.wire.stream import ByteStream
 from tests.integration.test_router import RouteNet
@@ -114,7 +114,7 @@ async def test_visor_gateway_answers_go_setup_node_byte_for_byte(calls: str) -> 
         ((_, edge),) = backend.calls
         assert isinstance(edge, EdgeRules)
         assert edge.desc == RouteDescriptor.from_bytes(bytes.fromhex(CTX["forward_desc"]))
-        # both rules of the destination's edge carry the descriptor seen from that edge
+        # the vector handler's fixed rules: both carry the descriptor seen from that edge
         assert edge.forward.desc == edge.reverse.desc == edge.desc.invert()
     if calls == "AddIntermediaryRules":
         assert [len(r.to_bytes()) for r in backend.calls[0][1]] == [50, 50]
@@ -200,7 +200,13 @@ async def test_setup_node_refuses_bad_routes_and_reports_stats_over_dmsg() -> No
 
         await net.nodes[2].router.listen(5)
         edge = await rsn.dial_route_group(good, requester=a)
-        assert edge.forward.desc == desc and edge.reverse.desc == desc
+        # as upstream GenerateRules: each Consume rule carries the descriptor of the path that
+        # ends there, equal to EdgeRules.Desc, the key a Go visor files its route group under
+        assert edge.forward.desc == desc and edge.reverse.desc == desc.invert() == edge.desc
+        # the responder got the same shape: Consume rule = the forward path's descriptor
+        loop_now = asyncio.get_running_loop().time()
+        resp = {type(r): r.desc for r in net.nodes[2].router.table.all_rules(loop_now)}
+        assert resp == {ConsumeRule: desc, ForwardRule: desc.invert()}
         assert net.rule_counts() == [0, 2, 2]  # the requester installs its own two
 
         assert rsn.pk is not None
@@ -212,3 +218,24 @@ async def test_setup_node_refuses_bad_routes_and_reports_stats_over_dmsg() -> No
         assert stats["latency_ms"]["p50"] is not None
         health = await fetch(net.nodes[0].dmsg.dial, f"dmsg://{rsn.pk.hex()}:80/health")
         assert health.status_code == 200
+
+
+async def test_responder_accepts_either_consume_rule_orientation() -> None:
+    """Upstream setup nodes give the Consume rule the arriving path's descriptor; earlier
+    versions of ours gave it the edge's own. Both are accepted; rules for another visor not."""
+    async with RouteNet(2, [(0, 1)]) as net:
+        a, b = net.nodes[0].pk, net.nodes[1].pk
+        router = net.nodes[1].router
+        await router.listen(7)
+        tp = net.transports[0].id
+        for src_port, upstream in ((1000, True), (1001, False)):
+            desc = RouteDescriptor(a, b, src_port, 7)  # as the initiator sees it
+            k1, k2 = router.reserve_ids(2)
+            mine = desc.invert()
+            cons = ConsumeRule(10**9, k2, desc if upstream else mine)
+            await router.add_edge_rules(EdgeRules(desc, ForwardRule(10**9, k1, 9, tp, mine), cons))
+        k1, k2 = router.reserve_ids(2)
+        theirs = RouteDescriptor(a, b, 1002, 7)  # Forward rule with the initiator as source
+        with pytest.raises(RoutingFailure, match="not for this visor"):
+            fwd = ForwardRule(10**9, k1, 9, tp, theirs)
+            await router.add_edge_rules(EdgeRules(theirs, fwd, ConsumeRule(10**9, k2, theirs)))

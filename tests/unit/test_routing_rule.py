@@ -110,8 +110,9 @@ def test_edge_rules_gob_vectors_hold_parseable_rules(name: str) -> None:
     reverse = parse_rule(value["Reverse"])
     assert isinstance(forward, ForwardRule)
     assert isinstance(reverse, ConsumeRule)
-    # Go's bytes: both rules of an edge carry the descriptor seen from that edge (src = the
-    # edge itself), which is EdgeRules.Desc inverted (spec §4.3 step 6 says otherwise).
+    # These values are fixed by the vector generator's handlers (not made by GenerateRules,
+    # whose Consume rule carries EdgeRules.Desc itself; see test_rsn): both rules here carry
+    # EdgeRules.Desc inverted.
     assert forward.desc == reverse.desc == desc.invert()
     rebuilt = {
         "Desc": desc.to_bytes(),

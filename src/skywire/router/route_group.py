@@ -2,8 +2,9 @@
 
 A route group holds this visor's two edge rules of a route: the **Forward** rule (packets leave
 as ``Data(route_id = fwd.next_route_id)`` on transport ``fwd.next_tp_id``) and the **Consume**
-rule (packets arriving under ``cons.key_route_id`` are this group's). Both rules carry the
-descriptor as seen from this edge (``src`` = this visor), which is also the group's key.
+rule (packets arriving under ``cons.key_route_id`` are this group's). The group's descriptor
+is the Forward rule's, seen from this edge (``src`` = this visor); the Consume rule carries the
+arriving path's descriptor (its inverse), as upstream setup nodes make it.
 
 The protocol state lives in two sans-I/O cores, tested without sockets or sleeps:
 
@@ -279,7 +280,7 @@ class RouteGroup:
         self.sk = sk
         self.fwd = fwd
         self.cons = cons
-        self.desc: RouteDescriptor = cons.desc
+        self.desc: RouteDescriptor = fwd.desc  # seen from here: src = this edge
         self.initiator = initiator
         self.config = config
         self._send_packet = send

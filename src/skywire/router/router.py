@@ -405,8 +405,8 @@ class Router:
 
     async def add_edge_rules(self, rules: EdgeRules) -> None:
         """Responder edge: save the rules, make the group, accept it after the handshake."""
-        desc = rules.reverse.desc
-        if desc.src_pk != self.pk or rules.forward.desc != desc:
+        desc = rules.forward.desc
+        if desc.src_pk != self.pk or not _consume_matches(rules.reverse, desc):
             raise RoutingFailure(FailureCode.ADD_RULES, "edge rules are not for this visor")
         listener = self._listeners.get(desc.src_port)
         if listener is None or listener.closed:
@@ -489,7 +489,7 @@ class Router:
                 errors.append(str(exc))
                 log.info("route setup to %s failed: %s", desc.dst_pk, exc)
                 continue
-            if edge.reverse.desc != desc or edge.forward.desc != desc:
+            if edge.forward.desc != desc or not _consume_matches(edge.reverse, desc):
                 raise RouteDialError("setup node answered with rules for another route")
             rg = self._install_edge(edge, initiator=True)
             rg.route = route
@@ -547,3 +547,11 @@ def _first_allowed(paths: list[list[Hop]], excluded: set[PubKey]) -> list[Hop] |
         if path and not any(h.dst in excluded for h in path[:-1]):
             return path
     return None
+
+
+def _consume_matches(cons: ConsumeRule, desc: RouteDescriptor) -> bool:
+    """Whether an edge's Consume rule belongs to the route ``desc`` (seen from that edge).
+
+    Upstream setup nodes give it the descriptor of the path arriving at the edge (``desc``
+    inverted); earlier versions of this package's setup node gave it ``desc`` itself."""
+    return cons.desc == desc.invert() or cons.desc == desc

@@ -4,8 +4,9 @@
   (``SetupRPCGateway.DialRouteGroup`` argument), with the upstream validity checks.
 * :class:`EdgeRules` — the two rules of one edge of a route plus the route descriptor as the
   setup node sends them (``DialRouteGroup`` reply, ``RPCGateway.AddEdgeRules`` argument).
-  As the Go-generated vectors show, ``desc`` is the descriptor seen from the *other* edge and
-  both rules carry ``desc.invert()`` (this edge as source).
+  ``desc`` is the descriptor seen from the *other* edge; the Forward rule carries
+  ``desc.invert()`` (this edge as source) and, from an upstream setup node (``GenerateRules``),
+  the Consume rule carries ``desc`` itself: a Go visor finds its route group by it.
 * :class:`RoutingFailure` — a handler error rendered ``failure code N (msg)``.
 * :class:`SetupClient` — dials a setup node on dmsg port 36 and calls ``DialRouteGroup``,
   trying each configured setup node in turn (rotating after a failure).

@@ -269,8 +269,10 @@ def _path_rules(
             inter.append((hop.src, IntermediaryForwardRule(keep_alive, rid, nxt, hop.tp_id)))
         rid = nxt
     assert first is not None
-    # As the Go vectors show: an edge's rules carry the descriptor seen from that edge.
-    return _PathRules(first, inter, ConsumeRule(keep_alive, rid, desc.invert()))
+    # As upstream GenerateRules: the Forward rule and the Consume rule at the path's end both
+    # carry the path's own descriptor. A Go visor looks its route group up by the Consume
+    # rule's descriptor, which must therefore equal its EdgeRules.Desc (src = the far edge).
+    return _PathRules(first, inter, ConsumeRule(keep_alive, rid, desc))
 
 
 def _err_text(exc: BaseException) -> str:

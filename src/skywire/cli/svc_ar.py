@@ -75,8 +75,13 @@ def register(svc_app: typer.Typer) -> None:
             ),
         ] = "127.0.0.1:9093",
         udp_addr: Annotated[
-            str, typer.Option("--udp-addr", help="UDP (sudph bind, KCP) listen address host:port.")
-        ] = "127.0.0.1:30178",
+            str,
+            typer.Option(
+                "--udp-addr",
+                help="UDP (sudph bind, KCP) listen address host:port; default: the --addr port, "
+                "where visors look for it when their resolver URL names a port (30178 when not).",
+            ),
+        ] = "",
         store: Annotated[
             StoreKind, typer.Option("--store", help="Where binds live.")
         ] = StoreKind.memory,
@@ -108,7 +113,7 @@ def register(svc_app: typer.Typer) -> None:
         stcpr_ttl: Annotated[
             float,
             typer.Option("--stcpr-ttl", help="Seconds an stcpr bind lives (0: until deleted)."),
-        ] = 300.0,
+        ] = 0.0,
         log_level: Annotated[
             str, typer.Option("--log-level", help="debug, info, warning or error.")
         ] = "info",
@@ -119,7 +124,7 @@ def register(svc_app: typer.Typer) -> None:
             raise typer.BadParameter(f"unknown level {log_level!r}", param_hint="--log-level")
         logging.basicConfig(level=level, format=LOG_FORMAT)
         http = parse_addr(addr, "--addr")
-        udp = parse_addr(udp_addr, "--udp-addr")
+        udp = parse_addr(udp_addr, "--udp-addr") if udp_addr else http
         try:
             asyncio.run(
                 _serve(

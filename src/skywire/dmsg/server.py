@@ -61,7 +61,13 @@ class ServerConfig:
 
     @classmethod
     def generate(cls, **overrides: Any) -> ServerConfig:
+        """A fresh key pair; the health endpoint listens one port above the server."""
         kp = KeyPair.generate()
+        if "health_endpoint_address" not in overrides:
+            local = str(overrides.get("local_address", cls.local_address))
+            host, _, port = local.rpartition(":")
+            if port.isdigit():
+                overrides["health_endpoint_address"] = f"{host}:{int(port) + 1}"
         return cls(public_key=kp.pk, secret_key=kp.sk, **overrides)
 
     def to_json(self) -> str:

@@ -62,8 +62,10 @@ def _bind_body(port: int | str, addresses: Sequence[str]) -> bytes:
 
 
 def _default_udp_addr(base_url: str) -> Address:
-    host = urlsplit(base_url if "://" in base_url else "http://" + base_url).hostname
-    return (host or "127.0.0.1", DEFAULT_UDP_PORT)
+    """Where the resolver's UDP side is, as the reference visor derives it: the URL's host and,
+    when the URL names a port, that same port (UDP), else :data:`DEFAULT_UDP_PORT`."""
+    parts = urlsplit(base_url if "://" in base_url else "http://" + base_url)
+    return (parts.hostname or "127.0.0.1", parts.port or DEFAULT_UDP_PORT)
 
 
 class SUDPHBind:
@@ -198,7 +200,8 @@ class SUDPHBind:
 
 class ARClient:
     """A client of the address resolver at ``base_url`` (HTTP) and ``udp_addr`` (sudph; by
-    default the URL's host, port 30178), acting as the key of ``sk``."""
+    default the URL's host and port, or port 30178 when the URL has none), acting as the key
+    of ``sk``."""
 
     def __init__(
         self,

@@ -45,4 +45,11 @@ def register(app: typer.Typer) -> None:
             if not (report.sha256_ok and report.route_ok):
                 raise typer.Exit(1)
 
-        asyncio.run(run_until_interrupted(main))
+        try:
+            asyncio.run(run_until_interrupted(main))
+        except OSError as exc:
+            console.print(
+                f"[red]error:[/red] {exc}\n(another network running? try --disc-port 0)",
+                highlight=False,
+            )
+            raise typer.Exit(1) from exc

@@ -429,20 +429,9 @@ class Client:
         return session
 
     async def _run_session(self, session: Session) -> None:
-        tasks: set[asyncio.Task[None]] = set()
         try:
-            while True:
-                ystr = await session.accept_stream()
-                task = asyncio.create_task(self._accept_stream(session, ystr))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        except ConnectionError:
-            pass
+            await session.serve_streams(lambda ystr: self._accept_stream(session, ystr))
         finally:
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks)
             await session.close()
             if self.sessions.get(session.remote_pk) is session:
                 del self.sessions[session.remote_pk]

@@ -372,21 +372,8 @@ class Server:
             self._conn_tasks.discard(task)
 
     async def _serve_session(self, session: Session) -> None:
-        tasks: set[asyncio.Task[None]] = set()
-        try:
-            while True:
-                ystr = await session.accept_stream()
-                task = asyncio.create_task(self._serve_stream(session, ystr))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        except ConnectionError:
-            pass
-        finally:
-            # The session is over (or the server closes): the streams it carried end with it.
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks)
+        # When the session ends (or the server closes) the streams it carried end with it.
+        await session.serve_streams(lambda ystr: self._serve_stream(session, ystr))
 
     async def _serve_stream(self, src: Session, ystr: YamuxStream) -> None:
         dst_stream: YamuxStream | None = None

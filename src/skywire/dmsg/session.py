@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
+from collections.abc import Awaitable, Callable
 
 from skywire.cipher import PubKey, SecKey
 from skywire.dmsg.errors import DmsgError, ErrorCode
@@ -72,6 +73,24 @@ class Session:
 
     async def accept_stream(self) -> YamuxStream:
         return await self.yamux.accept()
+
+    async def serve_streams(self, handle: Callable[[YamuxStream], Awaitable[None]]) -> None:
+        """Run ``handle`` on every incoming stream until the session ends; the handlers still
+        running then (or when this is cancelled) are cancelled and awaited."""
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                ystr = await self.accept_stream()
+                task = asyncio.ensure_future(handle(ystr))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        except ConnectionError:
+            pass
+        finally:
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.wait(tasks)
 
     async def write_object(self, stream: ByteStream, obj: SignedObject) -> None:
         await stream.write(self.noise.encode_object(obj.raw))

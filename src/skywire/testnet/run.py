@@ -112,8 +112,21 @@ async def run_local_network(
                 f" sha256 {'matches' if ok else 'MISMATCH'}"
             )
             say("")
-            async with LocalSkywire(net, visors=4, data_dir=data_dir) as sky:
+            fixed = disc_port != 0  # the well-known testnet ports, as `cli config gen --testnet`
+            async with LocalSkywire(
+                net,
+                visors=4,
+                data_dir=data_dir,
+                tpd_port=9091 if fixed else 0,
+                rf_port=9092 if fixed else 0,
+                ar_port=9093 if fixed else 0,
+            ) as sky:
                 report.route_ok = await _route_demo(sky, size, say)
+                visor_cfg = data_dir / "visor-config.json"
+                cfg = sky.config()
+                cfg.cli_addr = "127.0.0.1:3435"
+                cfg.local_path = str(data_dir / "visor")
+                await asyncio.to_thread(cfg.save, visor_cfg)
                 if not once:
                     first = sky.visors[0]
                     assert first.rpc is not None
@@ -124,6 +137,7 @@ async def run_local_network(
                     say(f"  .venv/bin/skywire cli visor info --rpc {rpc}")
                     say(f"  .venv/bin/skywire cli visor tp ls --rpc {rpc}")
                     say(f"  .venv/bin/skywire cli route find {sky.visors[-1].pk} --rpc {rpc}")
+                    say(f"  .venv/bin/skywire visor -c {visor_cfg}   # one more visor, joining in")
                     say("press Ctrl-C to stop")
                     if stop is None:
                         stop = asyncio.Event()

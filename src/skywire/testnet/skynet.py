@@ -38,11 +38,15 @@ class LocalSkywire:
         visors: int = 4,
         data_dir: Path | None = None,
         latency_interval: float = 2.0,
+        tpd_port: int = 0,
+        rf_port: int = 0,
+        ar_port: int = 0,
     ) -> None:
         self.dmsg = dmsg
         self.n_visors = visors
         self.data_dir = data_dir
         self.latency_interval = latency_interval
+        self.ports = {"tpd": tpd_port, "rf": rf_port, "ar": ar_port}
         self.visors: list[Visor] = []
         self.tpd: TPDServer | None = None
         self.ar: ARServer | None = None
@@ -71,15 +75,18 @@ class LocalSkywire:
         else:
             tpd_store = TPDMemoryStore()
         await st.enter_async_context(tpd_store)
-        self.tpd = await st.enter_async_context(TPDServer(tpd_store))
+        self.tpd = await st.enter_async_context(TPDServer(tpd_store, port=self.ports["tpd"]))
         ar_store = await st.enter_async_context(ARMemoryStore())
         self.ar = await st.enter_async_context(
-            ARServer(ar_store, "127.0.0.1", 0, 0, test_mode=True)
+            # the UDP side on the HTTP port: where visors look when the URL names a port
+            ARServer(ar_store, "127.0.0.1", self.ports["ar"], self.ports["ar"], test_mode=True)
         )
         source = HttpTransportSource(self.tpd.url)
         st.push_async_callback(source.close)
         self.finder = RouteFinder(source, refresh_interval=1.0)
-        self.rf = await st.enter_async_context(RouteFinderServer(self.finder))
+        self.rf = await st.enter_async_context(
+            RouteFinderServer(self.finder, port=self.ports["rf"])
+        )
         rsn_client = await self.dmsg.client()
         self.rsn = SetupNode(rsn_client)
         await self.rsn.start()

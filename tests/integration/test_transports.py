@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import time
 import uuid
 
 import pytest
@@ -124,7 +125,14 @@ async def test_idle_transport_to_a_peer_without_transport_pings_stays_up(
         table[b.pk.hex()] = f"127.0.0.1:{net_b.port}"
         tp = await tm_a.save_transport(b.pk, "stcp")
         peer = await tm_b.wait_for(tp.id)
-        await asyncio.sleep(interval * (DEAD_AFTER_ROUNDS + 1) * 6)
+        # The probe is timer-driven: wait (bounded) until it has given up on the deaf peer...
+        async with asyncio.timeout(10):
+            while tp.unanswered_pings < DEAD_AFTER_ROUNDS:  # noqa: ASYNC110 - a timer, no event
+                await asyncio.sleep(interval)
+        # ...then let more than the silence limit pass: the transport must still be there.
+        quiet_until = time.monotonic() + 2 * DEAD_AFTER_ROUNDS * interval
+        while time.monotonic() < quiet_until:  # noqa: ASYNC110 - asserting nothing happens
+            await asyncio.sleep(interval)
         assert not tp.closed and tm_a.transports.get(tp.id) is tp
         assert not tp.answers_pings and tp.unanswered_pings == DEAD_AFTER_ROUNDS
         await tp.write_packet(0, 7, b"still here")

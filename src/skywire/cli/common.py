@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Annotated
 
 import typer
 
@@ -56,3 +57,18 @@ async def run_until_interrupted(main: Callable[[asyncio.Event], Awaitable[None]]
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+LogLevelOption = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+AddrOption = Annotated[
+    str,
+    typer.Option("--addr", "-a", help="Listen address host:port (empty host: all interfaces)."),
+]
+RedisOption = Annotated[
+    str,
+    typer.Option("--redis", help="Redis URL (--store redis); password from $REDIS_PASSWORD."),
+]
+RedisNamespaceOption = Annotated[
+    str,
+    typer.Option("--redis-namespace", help="Prefix of every Redis key (empty: upstream layout)."),
+]

@@ -12,7 +12,15 @@ from typing import Annotated
 import typer
 
 from skywire.cipher import CipherError, PubKey, SecKey
-from skywire.cli.common import LOG_FORMAT, install_stop_signals, parse_addr
+from skywire.cli.common import (
+    AddrOption,
+    LogLevelOption,
+    RedisNamespaceOption,
+    RedisOption,
+    install_stop_signals,
+    parse_addr,
+    setup_logging,
+)
 
 _DEFAULT_DB = Path("./dmsg-discovery.db")
 
@@ -103,30 +111,15 @@ def register(dmsg_app: typer.Typer) -> None:
 
     @dmsg_app.command("disc")
     def disc(
-        addr: Annotated[
-            str,
-            typer.Option(
-                "--addr", "-a", help="Listen address host:port (empty host: all interfaces)."
-            ),
-        ] = ":9090",
+        addr: AddrOption = ":9090",
         store: Annotated[
             StoreKind, typer.Option("--store", help="Where entries live.")
         ] = StoreKind.sqlite,
         db: Annotated[
             Path, typer.Option("--db", help="SQLite file (--store sqlite).")
         ] = _DEFAULT_DB,
-        redis: Annotated[
-            str,
-            typer.Option(
-                "--redis", help="Redis URL (--store redis); password from $REDIS_PASSWORD."
-            ),
-        ] = "redis://localhost:6379",
-        redis_namespace: Annotated[
-            str,
-            typer.Option(
-                "--redis-namespace", help="Prefix of every Redis key (empty: upstream layout)."
-            ),
-        ] = "",
+        redis: RedisOption = "redis://localhost:6379",
+        redis_namespace: RedisNamespaceOption = "",
         test_mode: Annotated[
             bool, typer.Option("--test-mode", "-t", help="Accept loopback server addresses.")
         ] = False,
@@ -142,9 +135,7 @@ def register(dmsg_app: typer.Typer) -> None:
                 "--official-servers", help="Comma-separated PKs of official dmsg servers."
             ),
         ] = "",
-        log_level: Annotated[
-            str, typer.Option("--log-level", help="debug, info, warning or error.")
-        ] = "info",
+        log_level: LogLevelOption = "info",
         sk: Annotated[
             str,
             typer.Option(
@@ -156,10 +147,7 @@ def register(dmsg_app: typer.Typer) -> None:
         ] = "",
     ) -> None:
         """Run the dmsg discovery service (HTTP API of skycoin/dmsg's dmsg-discovery)."""
-        level = getattr(logging, log_level.upper(), None)
-        if not isinstance(level, int):
-            raise typer.BadParameter(f"unknown level {log_level!r}", param_hint="--log-level")
-        logging.basicConfig(level=level, format=LOG_FORMAT)
+        setup_logging(log_level)
         host, port = parse_addr(addr)
         officials = _parse_pks(official_servers, "--official-servers")
         try:

@@ -10,7 +10,14 @@ from typing import Annotated
 
 import typer
 
-from skywire.cli.common import LOG_FORMAT, install_stop_signals, parse_addr
+from skywire.cli.common import (
+    LogLevelOption,
+    RedisNamespaceOption,
+    RedisOption,
+    install_stop_signals,
+    parse_addr,
+    setup_logging,
+)
 
 
 class StoreKind(enum.StrEnum):
@@ -85,18 +92,8 @@ def register(svc_app: typer.Typer) -> None:
         store: Annotated[
             StoreKind, typer.Option("--store", help="Where binds live.")
         ] = StoreKind.memory,
-        redis: Annotated[
-            str,
-            typer.Option(
-                "--redis", help="Redis URL (--store redis); password from $REDIS_PASSWORD."
-            ),
-        ] = "redis://localhost:6379",
-        redis_namespace: Annotated[
-            str,
-            typer.Option(
-                "--redis-namespace", help="Prefix of every Redis key (empty: upstream layout)."
-            ),
-        ] = "",
+        redis: RedisOption = "redis://localhost:6379",
+        redis_namespace: RedisNamespaceOption = "",
         test_mode: Annotated[
             bool,
             typer.Option(
@@ -114,15 +111,10 @@ def register(svc_app: typer.Typer) -> None:
             float,
             typer.Option("--stcpr-ttl", help="Seconds an stcpr bind lives (0: until deleted)."),
         ] = 0.0,
-        log_level: Annotated[
-            str, typer.Option("--log-level", help="debug, info, warning or error.")
-        ] = "info",
+        log_level: LogLevelOption = "info",
     ) -> None:
         """Run the address resolver (stcpr/sudph binds; HTTP API and UDP/KCP side)."""
-        level = getattr(logging, log_level.upper(), None)
-        if not isinstance(level, int):
-            raise typer.BadParameter(f"unknown level {log_level!r}", param_hint="--log-level")
-        logging.basicConfig(level=level, format=LOG_FORMAT)
+        setup_logging(log_level)
         http = parse_addr(addr, "--addr")
         udp = parse_addr(udp_addr, "--udp-addr") if udp_addr else http
         try:

@@ -8,7 +8,13 @@ from typing import Annotated
 
 import typer
 
-from skywire.cli.common import LOG_FORMAT, install_stop_signals, parse_addr
+from skywire.cli.common import (
+    AddrOption,
+    LogLevelOption,
+    install_stop_signals,
+    parse_addr,
+    setup_logging,
+)
 
 
 async def _serve(*, host: str, port: int, tpd: str, refresh: float, by_hops: bool) -> None:
@@ -40,12 +46,7 @@ def register(svc_app: typer.Typer) -> None:
         tpd: Annotated[
             str, typer.Option("--tpd", help="Transport discovery base URL (http://host:port).")
         ],
-        addr: Annotated[
-            str,
-            typer.Option(
-                "--addr", "-a", help="Listen address host:port (empty host: all interfaces)."
-            ),
-        ] = "127.0.0.1:9092",
+        addr: AddrOption = "127.0.0.1:9092",
         refresh: Annotated[
             float,
             typer.Option("--refresh", help="Seconds between graph rebuilds from the TPD.", min=0.1),
@@ -54,15 +55,10 @@ def register(svc_app: typer.Typer) -> None:
             bool,
             typer.Option("--by-hops", help="Rank by hop count instead of measured latency."),
         ] = False,
-        log_level: Annotated[
-            str, typer.Option("--log-level", help="debug, info, warning or error.")
-        ] = "info",
+        log_level: LogLevelOption = "info",
     ) -> None:
         """Run the route finder (POST /routes over the transport discovery's graph)."""
-        level = getattr(logging, log_level.upper(), None)
-        if not isinstance(level, int):
-            raise typer.BadParameter(f"unknown level {log_level!r}", param_hint="--log-level")
-        logging.basicConfig(level=level, format=LOG_FORMAT)
+        setup_logging(log_level)
         host, port = parse_addr(addr)
         try:
             asyncio.run(_serve(host=host, port=port, tpd=tpd, refresh=refresh, by_hops=by_hops))

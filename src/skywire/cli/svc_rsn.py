@@ -8,7 +8,11 @@ from typing import Annotated
 
 import typer
 
-from skywire.cli.common import LOG_FORMAT, install_stop_signals
+from skywire.cli.common import (
+    LogLevelOption,
+    install_stop_signals,
+    setup_logging,
+)
 
 
 async def _serve(*, sk_hex: str, disc: str, sessions: int, request_timeout: float) -> None:
@@ -53,15 +57,10 @@ def register(svc_app: typer.Typer) -> None:
         request_timeout: Annotated[
             float, typer.Option("--timeout", help="Seconds per route setup request.", min=0.1)
         ] = 30.0,
-        log_level: Annotated[
-            str, typer.Option("--log-level", help="debug, info, warning or error.")
-        ] = "info",
+        log_level: LogLevelOption = "info",
     ) -> None:
         """Run a route setup node: reserves route IDs on every hop and installs the rules."""
-        level = getattr(logging, log_level.upper(), None)
-        if not isinstance(level, int):
-            raise typer.BadParameter(f"unknown level {log_level!r}", param_hint="--log-level")
-        logging.basicConfig(level=level, format=LOG_FORMAT)
+        setup_logging(log_level)
         try:
             asyncio.run(
                 _serve(

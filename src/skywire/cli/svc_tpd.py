@@ -10,7 +10,13 @@ from typing import Annotated
 
 import typer
 
-from skywire.cli.common import LOG_FORMAT, install_stop_signals, parse_addr
+from skywire.cli.common import (
+    AddrOption,
+    LogLevelOption,
+    install_stop_signals,
+    parse_addr,
+    setup_logging,
+)
 
 _DEFAULT_DB = Path("./transport-discovery.db")
 _DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -49,12 +55,7 @@ def register(svc_app: typer.Typer) -> None:
 
     @svc_app.command("tpd")
     def tpd(
-        addr: Annotated[
-            str,
-            typer.Option(
-                "--addr", "-a", help="Listen address host:port (empty host: all interfaces)."
-            ),
-        ] = "127.0.0.1:9091",
+        addr: AddrOption = "127.0.0.1:9091",
         store: Annotated[
             StoreKind, typer.Option("--store", help="Where transports and nonces live.")
         ] = StoreKind.sqlite,
@@ -67,15 +68,10 @@ def register(svc_app: typer.Typer) -> None:
         pg_schema: Annotated[
             str, typer.Option("--pg-schema", help="PostgreSQL schema for the tables (optional).")
         ] = "",
-        log_level: Annotated[
-            str, typer.Option("--log-level", help="debug, info, warning or error.")
-        ] = "info",
+        log_level: LogLevelOption = "info",
     ) -> None:
         """Run the transport discovery service (registry of signed transport entries)."""
-        level = getattr(logging, log_level.upper(), None)
-        if not isinstance(level, int):
-            raise typer.BadParameter(f"unknown level {log_level!r}", param_hint="--log-level")
-        logging.basicConfig(level=level, format=LOG_FORMAT)
+        setup_logging(log_level)
         host, port = parse_addr(addr)
         try:
             asyncio.run(

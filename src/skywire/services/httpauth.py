@@ -40,6 +40,7 @@ import aiohttp
 from aiohttp import web
 
 from skywire.cipher import CipherError, PubKey, SecKey, Sig, verify
+from skywire.services.httpclient import HTTPClientBase
 
 if TYPE_CHECKING:
     import aiosqlite
@@ -577,7 +578,7 @@ def _encode_json_body(payload: Any) -> bytes:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
 
-class HTTPAuthClient:
+class HTTPAuthClient(HTTPClientBase):
     """Signed requests to one service at ``base_url`` as the key of ``sk``.
 
     The nonce is fetched on first use, incremented after every 2xx answer, and re-fetched (with
@@ -601,33 +602,10 @@ class HTTPAuthClient:
         self.base_url = base
         self._sk = sk
         self.pk = sk.pubkey()
-        self._session = session
-        self._owns_session = session is None
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        super().__init__(session, timeout)
         self._public_ip = public_ip
         self._nonce: int | None = None
         self._lock = asyncio.Lock()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        if self._owns_session and self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
 
     @property
     def current_nonce(self) -> int | None:

@@ -17,8 +17,7 @@ import json
 import logging
 import time
 from dataclasses import replace
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 
@@ -36,6 +35,7 @@ from skywire.dmsg.disc_entry import (
     parse_pubkeys,
     sign,
 )
+from skywire.services.httpclient import HTTPClientBase
 
 __all__ = ["DEFAULT_TIMEOUT", "MAX_PUT_ATTEMPTS", "DiscClient"]
 
@@ -61,7 +61,7 @@ def _error_from_response(status: int, body: bytes) -> DiscError:
     return DiscError(status, text or f"HTTP {status}")
 
 
-class DiscClient:
+class DiscClient(HTTPClientBase):
     """A client of one discovery at ``base_url`` (``http://host:port``, no trailing path).
 
     Pass an ``aiohttp.ClientSession`` to share one; otherwise the client opens its own and closes
@@ -79,34 +79,10 @@ class DiscClient:
         version: DiscVersion = DiscVersion.V2024,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._session = session
-        self._owns_session = session is None
+        super().__init__(session, timeout)
         self._clock = clock
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._version = version
         self._put_lock = asyncio.Lock()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        """Close the HTTP session if this client opened it."""
-        if self._owns_session and self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
 
     async def _request(
         self,

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 
 from skywire.cipher import PubKey
 from skywire.routing.route import Hop, PathEdges, RouteFormatError
+from skywire.services.httpclient import HTTPClientBase
 from skywire.services.rf.graph import (
     DEFAULT_MAX_HOPS,
     BadRequestError,
@@ -89,7 +89,7 @@ def parse_routes(body: bytes) -> dict[PathEdges, list[list[Hop]]]:
     return out
 
 
-class RFClient:
+class RFClient(HTTPClientBase):
     """A client of one route finder at ``base_url`` (``http://host:port``).
 
     Pass an ``aiohttp.ClientSession`` to share one; otherwise the client opens its own and
@@ -105,30 +105,7 @@ class RFClient:
     ) -> None:
         base = base_url.rstrip("/")
         self.base_url = base if "://" in base else f"http://{base}"
-        self._session = session
-        self._owns_session = session is None
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        if self._owns_session and self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        return self._session
+        super().__init__(session, timeout)
 
     async def _request(self, method: str, path: str, body: bytes | None = None) -> bytes:
         headers = {"Content-Type": "application/json"} if body is not None else None

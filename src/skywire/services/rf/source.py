@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 
 from skywire.cipher import CipherError, PubKey
+from skywire.services.httpclient import HTTPClientBase
 from skywire.services.rf.graph import RouteFinderError, TransportInfo
 
 __all__ = ["HttpTransportSource", "parse_transport_entries"]
@@ -62,7 +63,7 @@ def parse_transport_entries(body: bytes) -> list[TransportInfo]:
     return out
 
 
-class HttpTransportSource:
+class HttpTransportSource(HTTPClientBase):
     """Reads ``<tpd_url>/all-transports`` on every :meth:`all_transports` call."""
 
     def __init__(
@@ -74,19 +75,10 @@ class HttpTransportSource:
     ) -> None:
         base = tpd_url.rstrip("/")
         self.url = (base if "://" in base else f"http://{base}") + "/all-transports?latency=1"
-        self._session = session
-        self._owns_session = session is None
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-
-    async def close(self) -> None:
-        if self._owns_session and self._session is not None:
-            session, self._session = self._session, None
-            await session.close()
+        super().__init__(session, timeout)
 
     async def all_transports(self) -> list[TransportInfo]:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        async with self._session.get(self.url, timeout=self._timeout) as resp:
+        async with self._http().get(self.url, timeout=self._timeout) as resp:
             body = await resp.read()
             if resp.status != 200:
                 text = body.decode("utf-8", "replace").strip()[:200]

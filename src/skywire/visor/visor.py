@@ -58,7 +58,8 @@ class Visor:
         self.tm: TransportManager | None = None
         self.rpc: RPCServer | None = None
         self._disc: DiscClient | None = None
-        self._closers: list[Any] = []
+        # What start() brought up, closed in reverse by close().
+        self._stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> Visor:
         try:
@@ -73,9 +74,11 @@ class Visor:
 
     async def start(self) -> None:
         cfg = self.cfg
-        self._disc = DiscClient(cfg.dmsg.discovery)
-        self.dmsg = Client(self.sk, self._disc, min_sessions=cfg.dmsg.sessions_count)
-        await self.dmsg.start()
+        st = self._stack
+        self._disc = await st.enter_async_context(DiscClient(cfg.dmsg.discovery))
+        self.dmsg = await st.enter_async_context(
+            Client(self.sk, self._disc, min_sessions=cfg.dmsg.sessions_count)
+        )
         networks: list[Network] = [DmsgNetwork(self.dmsg), *self._extra_networks]
         if cfg.skywire_tcp.listening_address:
             host, _, port = cfg.skywire_tcp.listening_address.rpartition(":")
@@ -89,7 +92,9 @@ class Visor:
                 )
             )
         if cfg.transport.address_resolver:
-            self.ar = ARClient(cfg.transport.address_resolver, self.sk, self._ar_udp)
+            self.ar = await st.enter_async_context(
+                ARClient(cfg.transport.address_resolver, self.sk, self._ar_udp)
+            )
             host = "127.0.0.1" if _is_loopback_url(cfg.transport.address_resolver) else "0.0.0.0"
             local = ("127.0.0.1",) if host == "127.0.0.1" else ()
             networks.append(
@@ -110,9 +115,10 @@ class Visor:
             persistent=persistent,
             latency_interval=self._latency_interval,
         )
-        await self.tm.start()
+        await st.enter_async_context(self.tm)
+        st.push_async_callback(self._deregister_transports)
         if cfg.routing.route_finder:
-            self._rf = RFClient(cfg.routing.route_finder)
+            self._rf = await st.enter_async_context(RFClient(cfg.routing.route_finder))
         self.router = Router(
             self.tm,
             self.dmsg,
@@ -122,38 +128,24 @@ class Visor:
                 min_hops=max(cfg.routing.min_hops, 1),
             ),
         )
-        await self.router.start()
+        await st.enter_async_context(self.router)
         if self._rpc_enabled:
             self.rpc = RPCServer(self, cfg.cli_addr)
             await self.rpc.start()
+            st.push_async_callback(self.rpc.close)
         log.info("visor %s up", self.pk)
 
     async def close(self) -> None:
-        if self.rpc is not None:
-            await self.rpc.close()
-            self.rpc = None
-        if self.router is not None:
-            await self.router.close()
-            self.router = None
-        if self._rf is not None:
-            await self._rf.close()
-            self._rf = None
-        if self.tm is not None:
-            if self._registry is not None:
-                for tp in list(self.tm.transports.values()):
-                    with contextlib.suppress(Exception):
-                        await self._registry.deregister(tp.id)
-            await self.tm.close()
-            self.tm = None
-        if self.ar is not None:
-            await self.ar.close()
-            self.ar = None
-        if self.dmsg is not None:
-            await self.dmsg.close()
-            self.dmsg = None
-        if self._disc is not None:
-            await self._disc.close()
-            self._disc = None
+        """RPC, router, route finder client, this visor's entries in transport discovery,
+        transports, resolver binds, dmsg: closed in the reverse order of their start."""
+        await self._stack.aclose()
+
+    async def _deregister_transports(self) -> None:
+        if self._registry is None or self.tm is None:
+            return
+        for tp in list(self.tm.transports.values()):
+            with contextlib.suppress(Exception):
+                await self._registry.deregister(tp.id)
 
     async def ready(self, timeout: float = 10.0) -> None:
         """Wait until the dmsg sessions are up and the entry is published."""

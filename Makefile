@@ -1,14 +1,19 @@
 # Two entry points: `make run` (the main job) and `make test` (every quality gate and the suite).
+# Another interpreter: `make test PYTHON=python3.13` (its own venv, .venv-python3.13/).
 PYTHON ?= python3.11
+ifeq ($(PYTHON),python3.11)
 VENV   := .venv
+else
+VENV   := .venv-$(notdir $(PYTHON))
+endif
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .PHONY: setup run test lint bench clean netns-tools
 
 $(STAMP): pyproject.toml
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "python3.11 not found (set PYTHON=...)"; exit 1; }
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@interp=$$(scripts/find-python $(PYTHON)) || { echo "$(PYTHON) not found (set PYTHON=...)"; exit 1; }; \
+	  test -x $(PY) || { echo "creating $(VENV) with $$interp"; $$interp -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
@@ -39,4 +44,4 @@ bench: $(STAMP)
 	@for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf .venv .venv-* .mypy_cache .pytest_cache .ruff_cache

@@ -298,8 +298,9 @@ class TcpListener:
         if self._net._listeners.get(self.addr) is self:
             del self._net._listeners[self.addr]
         if self._server is not None:
+            # close() stops listening at once; wait_closed() would also wait (3.12.1+) for the
+            # connections already handed to accept()'s callers, who close them on their own.
             self._server.close()
-            await self._server.wait_closed()
         await self._queue.close()
 
 

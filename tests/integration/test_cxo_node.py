@@ -306,6 +306,7 @@ class RawServer:
 
     def __init__(self) -> None:
         self.peers: asyncio.Queue[RawPeer] = asyncio.Queue()
+        self.accepted: list[RawPeer] = []
         self.open = 0
         self.changed = asyncio.Event()
         self.server: asyncio.Server | None = None
@@ -315,7 +316,9 @@ class RawServer:
         def accepted(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
             self.open += 1
             self.changed.set()
-            self.peers.put_nowait(RawPeer(r, w))
+            peer = RawPeer(r, w)
+            self.accepted.append(peer)
+            self.peers.put_nowait(peer)
 
         self.server = await asyncio.start_server(accepted, "127.0.0.1", 0)
         return self
@@ -328,6 +331,10 @@ class RawServer:
     async def __aexit__(self, *exc: object) -> None:
         assert self.server is not None
         self.server.close()
+        # The server owns the peers it accepted: since Python 3.12.1 wait_closed() also waits
+        # for them, so a peer the test left open (the node already hung up) is closed here.
+        for peer in self.accepted:
+            peer.close()
         await self.server.wait_closed()
 
     async def peer(self) -> RawPeer:

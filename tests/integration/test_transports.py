@@ -244,3 +244,30 @@ async def test_resolved_transports_through_the_address_resolver(tp_type: str) ->
         finally:
             for c in clients:
                 await c.close()
+
+
+async def test_closing_a_carrier_leaves_the_connections_it_handed_out_to_their_owner() -> None:
+    """Closing a TCP carrier stops it listening and returns, while a connection it accepted
+    and handed out stays with its taker and keeps working. (Python 3.12.1+ makes
+    ``asyncio.Server.wait_closed`` wait for every accepted connection: awaiting it here would
+    hang until the taker closed its connection.)"""
+    a, b = KeyPair.generate(), KeyPair.generate()
+    table: dict[str, str] = {}
+    net_a, net_b = _stcp(a.sk, table), _stcp(b.sk, table)
+    await net_a.start()
+    await net_b.start()
+    table[b.pk.hex()] = f"127.0.0.1:{net_b.port}"
+    try:
+        dialed = await net_a.dial(b.pk)
+        accepted = await net_b.accept()
+        async with asyncio.timeout(5):
+            await net_b.close()
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", net_b.port)
+        await dialed.stream.write(b"still here")
+        assert await accepted.stream.readexactly(10) == b"still here"
+        await accepted.stream.close()
+        await dialed.stream.close()
+    finally:
+        await net_a.close()
+        await net_b.close()

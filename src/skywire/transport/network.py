@@ -198,8 +198,9 @@ class TCPNetwork:
             await asyncio.wait(set(self._handshakes))
         for conn in self._accepted.close():
             await conn.stream.close()
-        if self._server is not None:
-            await self._server.wait_closed()
+        # No ``wait_closed()``: since Python 3.12.1 it also waits for every connection the
+        # server accepted, and the ones handed out through accept() belong to their taker,
+        # which may close them after this listener. ``close()`` has already shut the socket.
 
 
 def static_table(table: Mapping[str, str]) -> Callable[[PubKey], Awaitable[list[tuple[str, int]]]]:

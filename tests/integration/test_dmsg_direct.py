@@ -8,7 +8,7 @@ import pytest
 
 from skywire.cipher import KeyPair
 from skywire.dmsg.client import Client
-from skywire.dmsg.direct import DiscoveryOverDmsg, DmsgDiscClient, direct_client
+from skywire.services.dmsgdisc.direct import DiscoveryOverDmsg, DmsgDiscClient, direct_client
 from skywire.testnet.dmsgnet import LocalDmsgNetwork
 
 pytestmark = pytest.mark.timeout(60)

@@ -88,7 +88,7 @@ async def _serve(
             if sk is None:
                 await stop.wait()
             else:
-                from skywire.dmsg.direct import DiscoveryOverDmsg
+                from skywire.services.dmsgdisc.direct import DiscoveryOverDmsg
 
                 assert server.runner is not None
                 async with DiscoveryOverDmsg(sk, server.runner, server.url):

@@ -27,6 +27,7 @@ from skywire.dmsg.disc_entry import (
     KeyNotFoundError,
     NoAvailableServersError,
 )
+from skywire.dmsg.discovery import DISCOVERY_ERRORS, Discovery
 from skywire.dmsg.entry_keeper import EntryKeeper
 from skywire.dmsg.errors import DmsgClosedError, DmsgError, ErrorCode
 from skywire.dmsg.session import (
@@ -47,11 +48,11 @@ from skywire.dmsg.types import (
     verify_request,
     verify_response,
 )
-from skywire.services.dmsgdisc.client import DiscClient
 from skywire.wire.errors import NoiseError, WireError
 from skywire.wire.noise import Noise, Pattern, Role
 from skywire.wire.noise_aio import NoiseStream
 from skywire.wire.stream import AcceptQueue, TcpStream
+from skywire.wire.tasks import TaskTree, TaskTreeClosedError, serve_each
 from skywire.wire.yamux import YamuxConfig
 from skywire.wire.yamux_aio import YamuxStream
 
@@ -166,7 +167,7 @@ class Client:
     def __init__(
         self,
         sk: SecKey,
-        disc: DiscClient,
+        disc: Discovery,
         *,
         min_sessions: int = 1,
         client_type: str = "",
@@ -191,11 +192,10 @@ class Client:
         self._keeper = EntryKeeper(disc, sk)
         self._changed = asyncio.Event()
         self._published = asyncio.Event()
-        self._session_tasks: dict[PubKey, asyncio.Task[None]] = {}
         self._publish_wanted = asyncio.Event()
-        self._publisher_task: asyncio.Task[None] | None = None
-        self._serve_task: asyncio.Task[None] | None = None
-        self._ctrl_task: asyncio.Task[None] | None = None
+        # every task of the client: the publisher, the server selection, dmsgctrl, one per session
+        self._tasks = TaskTree(f"dmsg-client-{self.pk}", log)
+        self._service: list[asyncio.Task[None]] = []
         self._closed = False
         self._started = False
 
@@ -218,13 +218,14 @@ class Client:
             )
         Client._active[self.pk] = self
         self._started = True
-        self._publisher_task = asyncio.create_task(
-            self._publisher(), name=f"dmsg-publisher-{self.pk}"
-        )
-        self._serve_task = asyncio.create_task(self._serve(), name=f"dmsg-client-{self.pk}")
+        await self._tasks.start()
+        self._service = [
+            self._tasks.spawn(self._publisher(), f"dmsg-publisher-{self.pk}"),
+            self._tasks.spawn(self._serve(), f"dmsg-servers-{self.pk}"),
+        ]
         if self.serve_ctrl:
             listener = await self.listen(CTRL_PORT)
-            self._ctrl_task = asyncio.create_task(self._serve_ctrl(listener))
+            self._service.append(self._tasks.spawn(self._serve_ctrl(listener), "dmsgctrl"))
 
     async def close(self) -> None:
         """Close listeners and sessions, delete the entry, await every task."""
@@ -233,23 +234,18 @@ class Client:
         self._closed = True
         for listener in list(self._listeners.values()):
             await listener.close()
-        owned = [self._serve_task, self._ctrl_task, self._publisher_task]
-        for task in owned:
-            if task is not None:
-                task.cancel()
+        for task in self._service:
+            task.cancel()
         for fut in self._pending.values():
             fut.cancel()
-        waiting = [t for t in owned if t is not None]
-        if waiting:
-            await asyncio.wait(waiting)
+        if self._service:
+            await asyncio.wait(self._service)
         # The entry goes first, while the sessions still stand: a discovery reached over dmsg
         # needs them to hear the deletion.
         await self._keeper.delete()
         for session in list(self.sessions.values()):
             await session.close()
-        session_tasks = list(self._session_tasks.values())
-        if session_tasks:
-            await asyncio.wait(session_tasks)
+        await self._tasks.close()
         self.sessions.clear()
         if Client._active.get(self.pk) is self:
             del Client._active[self.pk]
@@ -280,9 +276,7 @@ class Client:
         while True:
             try:
                 await self._top_up()
-            except (DiscError, OSError, TimeoutError) as exc:
-                log.info("dmsg client %s: discovery unavailable: %s", self.pk, exc)
-            except Exception as exc:  # aiohttp's errors share no base with OSError
+            except DISCOVERY_ERRORS as exc:
                 log.info("dmsg client %s: discovery unavailable: %s", self.pk, exc)
             self._schedule_publish()
             want = self.min_sessions or 1
@@ -346,10 +340,7 @@ class Client:
         self._published.clear()
         try:
             await self._keeper.publish(self._build_entry)
-        except (DiscError, OSError, TimeoutError) as exc:
-            log.info("dmsg client %s: could not publish entry: %s", self.pk, exc)
-            return
-        except Exception as exc:  # aiohttp's errors
+        except DISCOVERY_ERRORS as exc:
             log.info("dmsg client %s: could not publish entry: %s", self.pk, exc)
             return
         if tuple(sorted(self.sessions)) == servers:
@@ -419,10 +410,12 @@ class Client:
         if self._closed:
             await session.close()
             raise DmsgClosedError(ErrorCode.ENTITY_CLOSED)
+        try:
+            self._tasks.spawn(self._run_session(session), f"dmsg-session-{server.static}")
+        except TaskTreeClosedError:
+            await session.close()
+            raise DmsgClosedError(ErrorCode.ENTITY_CLOSED) from None
         self.sessions[server.static] = session
-        self._session_tasks[server.static] = asyncio.create_task(
-            self._run_session(session), name=f"dmsg-session-{server.static}"
-        )
         self._notify()
         self._schedule_publish()
         log.info("dmsg client %s: session with %s", self.pk, server.static)
@@ -435,8 +428,6 @@ class Client:
             await session.close()
             if self.sessions.get(session.remote_pk) is session:
                 del self.sessions[session.remote_pk]
-            if self._session_tasks.get(session.remote_pk) is asyncio.current_task():
-                del self._session_tasks[session.remote_pk]
             log.info("dmsg client %s: session with %s ended", self.pk, session.remote_pk)
             self._notify()
             self._schedule_publish()
@@ -522,9 +513,7 @@ class Client:
                 if exc.code in (ErrorCode.REQ_NO_LISTENER, ErrorCode.ACCEPT_CHAN_MAXED):
                     raise  # the remote answered: another server would not change that
                 errors.append(f"{server_pk}: {exc}")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
+            except (DiscError, WireError, OSError, TimeoutError) as exc:
                 errors.append(f"{server_pk}: {exc}")
         raise DmsgError(ErrorCode.CANNOT_CONNECT_TO_DELEGATED, "; ".join(errors))
 
@@ -567,20 +556,9 @@ class Client:
 
     # ------------------------------------------------------------------ dmsgctrl
     async def _serve_ctrl(self, listener: DmsgListener) -> None:
-        tasks: set[asyncio.Task[None]] = set()
-        try:
-            while True:
-                stream = await listener.accept()
-                task = asyncio.create_task(Control(stream).serve())
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        except ConnectionError:
-            pass
-        finally:
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks)
+        await serve_each(
+            listener.accept, lambda stream: Control(stream).serve(), what="dmsgctrl", logger=log
+        )
 
     async def ping(self, pk: PubKey, count: int = 1) -> list[float]:
         """dmsgctrl round trips to ``pk`` (port 7), in seconds."""

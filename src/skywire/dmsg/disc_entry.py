@@ -29,9 +29,37 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Any
 
 from skywire.cipher import CipherError, PubKey, SecKey, Sig, sha256, verify_hash
+from skywire.dmsg.disc_errors import (
+    BadInputError,
+    DiscError,
+    DiscUnreachableError,
+    EmptyServerAddressError,
+    EntryDecodeError,
+    EntryValidationError,
+    KeyNotFoundError,
+    NilEphemeralsError,
+    NilKeysError,
+    NoAvailableServersError,
+    NoClientOrServerError,
+    NonNilEphemeralsError,
+    NonZeroSequenceError,
+    NoSignatureError,
+    NoVersionError,
+    OutdatedTimeError,
+    ServerAddressError,
+    UnauthorizedError,
+    UnauthorizedNetworkMonitorError,
+    UnexpectedError,
+    WrongSequenceError,
+    WrongTimeError,
+    error_from_message,
+    error_from_response,
+    http_message_json,
+    quote_json_string,
+)
 
 __all__ = [
     "CLIENT_TYPE_VISOR",
@@ -47,6 +75,7 @@ __all__ = [
     "ClientInfo",
     "Clock",
     "DiscError",
+    "DiscUnreachableError",
     "DiscVersion",
     "EmptyServerAddressError",
     "Entry",
@@ -71,6 +100,7 @@ __all__ = [
     "WrongTimeError",
     "entry_from_obj",
     "error_from_message",
+    "error_from_response",
     "http_message_json",
     "is_loopback_address",
     "marshal_entries",
@@ -119,186 +149,6 @@ class DiscVersion(enum.Enum):
 
     V2024 = "2024"
     """skycoin/dmsg v1.3.18 as vendored by skywire 2024-03: both optional fields."""
-
-
-# --------------------------------------------------------------------------------------------
-# Errors
-# --------------------------------------------------------------------------------------------
-
-
-class DiscError(Exception):
-    """An error of the discovery protocol: an HTTP status and the upstream message.
-
-    ``message`` is what travels in the ``{"message": …, "code": …}`` body and what a Go client
-    compares against; ``detail`` is extra context for logs and never sent.
-    """
-
-    def __init__(self, code: int, message: str, detail: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.detail = detail
-
-    def __str__(self) -> str:
-        if self.detail:
-            return f"{self.message} ({self.detail})"
-        return self.message
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.code}, {self.message!r})"
-
-    def to_json(self) -> bytes:
-        """The error body the discovery answers with."""
-        return http_message_json(self.code, self.message)
-
-
-class _FixedDiscError(DiscError):
-    """A :class:`DiscError` whose status and message are fixed by its class."""
-
-    CODE: ClassVar[int] = 500
-    MESSAGE: ClassVar[str] = ""
-
-    def __init__(self, detail: str = "") -> None:
-        super().__init__(self.CODE, self.MESSAGE, detail)
-
-
-class KeyNotFoundError(_FixedDiscError):
-    CODE = 404
-    MESSAGE = "entry of public key is not found"
-
-
-class NoAvailableServersError(_FixedDiscError):
-    CODE = 404
-    MESSAGE = "no delegated dmsg servers available for remote"
-
-
-class UnexpectedError(_FixedDiscError):
-    CODE = 500
-    MESSAGE = "something unexpected happened"
-
-
-class UnauthorizedError(_FixedDiscError):
-    """The entry's signature does not verify (``detail`` carries the verifier's reason)."""
-
-    CODE = 401
-    MESSAGE = "invalid signature"
-
-
-class BadInputError(_FixedDiscError):
-    CODE = 400
-    MESSAGE = "error bad input"
-
-
-class EntryDecodeError(BadInputError):
-    """Bytes that are not an entry (bad JSON, wrong types, bad keys); ``detail`` says why."""
-
-
-class UnauthorizedNetworkMonitorError(_FixedDiscError):
-    CODE = 403
-    MESSAGE = "invalid network monitor key"
-
-
-class EntryValidationError(_FixedDiscError):
-    """A parsed entry that is not acceptable: HTTP 422, ``entry validation error: <cause>``."""
-
-    CODE = 422
-    CAUSE: ClassVar[str] = ""
-
-    def __init__(self, detail: str = "") -> None:
-        DiscError.__init__(self, self.CODE, f"entry validation error: {self.CAUSE}", detail)
-
-    @property
-    def cause(self) -> str:
-        return self.CAUSE
-
-
-class NonZeroSequenceError(EntryValidationError):
-    CAUSE = "new entry has non-zero sequence"
-
-
-class NilEphemeralsError(EntryValidationError):
-    CAUSE = "entry of client instance has nil ephemeral keys"
-
-
-class NilKeysError(EntryValidationError):
-    CAUSE = "entry Keys is nil"
-
-
-class NonNilEphemeralsError(EntryValidationError):
-    CAUSE = "entry of server instance has non nil Keys.Ephemerals field"
-
-
-class NoSignatureError(EntryValidationError):
-    CAUSE = "entry has no signature"
-
-
-class NoVersionError(EntryValidationError):
-    CAUSE = "entry has no version"
-
-
-class NoClientOrServerError(EntryValidationError):
-    CAUSE = "entry has neither client or server field"
-
-
-class WrongSequenceError(EntryValidationError):
-    CAUSE = "sequence field of new entry is not sequence of old entry + 1"
-
-
-class WrongTimeError(EntryValidationError):
-    CAUSE = "advertised entry timestamp is not greater than previous"
-
-
-class OutdatedTimeError(EntryValidationError):
-    CAUSE = "advertised entry has outdated timestamp"
-
-
-class ServerAddressError(EntryValidationError):
-    CAUSE = "advertising localhost listening address is not allowed in production mode"
-
-
-class EmptyServerAddressError(EntryValidationError):
-    CAUSE = "server address cannot be empty"
-
-
-_BY_MESSAGE: dict[str, type[_FixedDiscError]] = {}
-for _cls in (
-    KeyNotFoundError,
-    NoAvailableServersError,
-    UnexpectedError,
-    UnauthorizedError,
-    BadInputError,
-    UnauthorizedNetworkMonitorError,
-    NonZeroSequenceError,
-    NilEphemeralsError,
-    NilKeysError,
-    NonNilEphemeralsError,
-    NoSignatureError,
-    NoVersionError,
-    NoClientOrServerError,
-    WrongSequenceError,
-    WrongTimeError,
-    OutdatedTimeError,
-    ServerAddressError,
-    EmptyServerAddressError,
-):
-    _BY_MESSAGE[_cls().message] = _cls
-del _cls
-
-
-def error_from_message(message: str, code: int = 500) -> DiscError:
-    """Map an error body's ``message`` back to its typed error, as the Go client does.
-
-    An unknown message gives a plain :class:`DiscError` with the status and message received.
-    """
-    cls = _BY_MESSAGE.get(message)
-    if cls is None:
-        return DiscError(code, message)
-    return cls()
-
-
-def http_message_json(code: int, message: str) -> bytes:
-    """The upstream ``HTTPMessage`` body: ``{"message":"…","code":N}``."""
-    return f'{{"message":{quote_json_string(message)},"code":{int(code)}}}'.encode()
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,23 +260,6 @@ class Entry:
 # --------------------------------------------------------------------------------------------
 # Marshalling
 # --------------------------------------------------------------------------------------------
-
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def quote_json_string(text: str) -> str:
-    """``text`` as a JSON string literal, escaped exactly as the reference encoder does."""
-    out: list[str] = ['"']
-    for ch in text:
-        esc = _ESCAPES.get(ch)
-        if esc is not None:
-            out.append(esc)
-        elif ch < " ":
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 def _marshal(entry: Entry, version: DiscVersion, *, with_signature: bool) -> str:

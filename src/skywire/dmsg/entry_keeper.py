@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from skywire.cipher import SecKey
-from skywire.dmsg.disc_entry import DiscError, Entry, KeyNotFoundError, sign
-from skywire.services.dmsgdisc.client import DiscClient
+from skywire.dmsg.disc_entry import Entry, KeyNotFoundError, sign
+from skywire.dmsg.discovery import DISCOVERY_ERRORS, Discovery
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 class EntryKeeper:
     """Publishes successive versions of this node's entry, one update at a time."""
 
-    def __init__(self, disc: DiscClient, sk: SecKey) -> None:
+    def __init__(self, disc: Discovery, sk: SecKey) -> None:
         self.disc = disc
         self.sk = sk
         self.entry: Entry | None = None
@@ -54,8 +54,6 @@ class EntryKeeper:
             )
             try:
                 await self.disc.delete_entry(final)
-            except (DiscError, OSError, TimeoutError) as exc:
-                log.debug("could not delete entry of %s: %s", self.entry.static, exc)
-            except Exception as exc:  # aiohttp raises its own hierarchy
+            except DISCOVERY_ERRORS as exc:
                 log.debug("could not delete entry of %s: %s", self.entry.static, exc)
             self.entry = None

@@ -23,7 +23,8 @@ from aiohttp import web
 
 from skywire import __version__
 from skywire.cipher import KeyPair, PubKey, SecKey
-from skywire.dmsg.disc_entry import DiscError, Entry, ServerInfo
+from skywire.dmsg.disc_entry import Entry, ServerInfo
+from skywire.dmsg.discovery import DISCOVERY_ERRORS, Discovery
 from skywire.dmsg.entry_keeper import EntryKeeper
 from skywire.dmsg.errors import DmsgError, ErrorCode
 from skywire.dmsg.session import (
@@ -32,9 +33,9 @@ from skywire.dmsg.session import (
     server_handshake,
 )
 from skywire.dmsg.types import decode_request, decode_response, verify_request, verify_response
-from skywire.services.dmsgdisc.client import DiscClient
 from skywire.wire.errors import WireError
 from skywire.wire.stream import TcpStream
+from skywire.wire.tasks import TaskTree, TaskTreeClosedError
 from skywire.wire.yamux import YamuxConfig
 from skywire.wire.yamux_aio import YamuxStream
 
@@ -150,7 +151,7 @@ class Server:
         host: str = "127.0.0.1",
         port: int = 0,
         public_address: str | None = None,
-        disc: DiscClient | None = None,
+        disc: Discovery | None = None,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         update_interval: float = DEFAULT_UPDATE_INTERVAL,
         yamux_config: YamuxConfig | None = None,
@@ -171,11 +172,11 @@ class Server:
         self.sessions: dict[PubKey, Session] = {}
         self.stats = ServerStats()
         self._server: asyncio.Server | None = None
-        self._advertiser: asyncio.Task[None] | None = None
+        # every task of the server: one per connection, and the advertiser
+        self._tasks = TaskTree(f"dmsg-server-{self.pk}", log)
         self._keeper = EntryKeeper(disc, sk) if disc is not None else None
         self._entry_dirty = asyncio.Event()
         self._session_waiters: list[asyncio.Future[None]] = []
-        self._conn_tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self.health_address = health_address
         # Fixed handshake ephemerals, one per accepted connection: only to replay recordings.
@@ -203,6 +204,7 @@ class Server:
         await self.close()
 
     async def start(self) -> None:
+        await self._tasks.start()
         self._server = await asyncio.start_server(
             self._on_connection, self.host, self.port, limit=1 << 20, backlog=1024
         )
@@ -210,9 +212,7 @@ class Server:
         self.port = int(sock[1])
         if self._keeper is not None:
             await self._publish()
-            self._advertiser = asyncio.create_task(
-                self._advertise_loop(), name=f"dmsg-server-advertise-{self.port}"
-            )
+            self._tasks.spawn(self._advertise_loop(), f"dmsg-server-advertise-{self.port}")
         if self.health_address is not None:
             await self._start_health()
         log.info("dmsg server %s listening on %s:%d", self.pk, self.host, self.port)
@@ -246,9 +246,8 @@ class Server:
         site = web.TCPSite(runner, host, port)
         await site.start()
         self._health_runner = runner
-        server = site._server
-        if server is not None:
-            self.health_port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+        if runner.addresses:
+            self.health_port = int(runner.addresses[0][1])
 
     async def close(self) -> None:
         """Stop accepting, close every session, remove the entry, await every task."""
@@ -257,16 +256,10 @@ class Server:
         self._closing = True
         if self._server is not None:
             self._server.close()
-        for task in list(self._conn_tasks):
-            task.cancel()
-        if self._conn_tasks:
-            await asyncio.wait(self._conn_tasks)
+        await self._tasks.close()  # each connection task closes its session and socket
         for session in list(self.sessions.values()):
             await session.close()
         self.sessions.clear()
-        if self._advertiser is not None:
-            self._advertiser.cancel()
-            await asyncio.wait({self._advertiser})
         if self._keeper is not None:
             await self._keeper.delete()
         if self._health_runner is not None:
@@ -291,9 +284,7 @@ class Server:
         assert self._keeper is not None
         try:
             await self._keeper.publish(self._build_entry)
-        except (DiscError, OSError, TimeoutError) as exc:
-            log.warning("dmsg server: could not publish entry: %s", exc)
-        except Exception as exc:  # aiohttp's own errors
+        except DISCOVERY_ERRORS as exc:
             log.warning("dmsg server: could not publish entry: %s", exc)
 
     async def _advertise_loop(self) -> None:
@@ -320,22 +311,19 @@ class Server:
             await waiter
 
     # ------------------------------------------------------------------ sessions
-    async def _on_connection(self, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        # A connection task must not end cancelled: asyncio 3.11's start_server callback calls
-        # task.exception() on it and would log the CancelledError. Server.close() cancels these
-        # tasks, possibly while their clean-up is already running.
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._handle_connection(reader, w)
+    def _on_connection(self, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        # A plain callback: the connection's task belongs to this server's tree, not to asyncio.
+        if self._closing:
+            w.close()
+            return
+        try:
+            self._tasks.spawn(self._handle_connection(reader, w), "dmsg-server-conn")
+        except TaskTreeClosedError:
+            w.close()
 
     async def _handle_connection(
         self, reader: asyncio.StreamReader, w: asyncio.StreamWriter
     ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        if self._closing:
-            w.close()
-            return
-        self._conn_tasks.add(task)
         tcp = TcpStream(reader, w)
         session: Session | None = None
         try:
@@ -369,7 +357,6 @@ class Server:
                 await session.close()
             else:
                 await tcp.close()
-            self._conn_tasks.discard(task)
 
     async def _serve_session(self, session: Session) -> None:
         # When the session ends (or the server closes) the streams it carried end with it.

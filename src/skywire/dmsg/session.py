@@ -9,9 +9,11 @@ accepts any nonce there; stream payload is encrypted separately, end to end.
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from skywire.cipher import PubKey, SecKey
 from skywire.dmsg.errors import DmsgError, ErrorCode
@@ -20,8 +22,11 @@ from skywire.wire.errors import NoiseError
 from skywire.wire.noise import Noise, Pattern, Role
 from skywire.wire.noise_aio import handshake
 from skywire.wire.stream import ByteStream, TcpStream
+from skywire.wire.tasks import serve_each
 from skywire.wire.yamux import YamuxConfig
 from skywire.wire.yamux_aio import YamuxSession, YamuxStream
+
+log = logging.getLogger(__name__)
 
 SESSION_HANDSHAKE_TIMEOUT = 5.0
 STREAM_HANDSHAKE_TIMEOUT = 20.0
@@ -74,23 +79,12 @@ class Session:
     async def accept_stream(self) -> YamuxStream:
         return await self.yamux.accept()
 
-    async def serve_streams(self, handle: Callable[[YamuxStream], Awaitable[None]]) -> None:
+    async def serve_streams(
+        self, handle: Callable[[YamuxStream], Coroutine[Any, Any, None]]
+    ) -> None:
         """Run ``handle`` on every incoming stream until the session ends; the handlers still
         running then (or when this is cancelled) are cancelled and awaited."""
-        tasks: set[asyncio.Task[None]] = set()
-        try:
-            while True:
-                ystr = await self.accept_stream()
-                task = asyncio.ensure_future(handle(ystr))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        except ConnectionError:
-            pass
-        finally:
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks)
+        await serve_each(self.accept_stream, handle, what="dmsg stream handler", logger=log)
 
     async def write_object(self, stream: ByteStream, obj: SignedObject) -> None:
         await stream.write(self.noise.encode_object(obj.raw))

@@ -31,6 +31,7 @@ from skywire.wire.gob import GoBool, GoUint8
 from skywire.wire.gob_types import EDGE_RULES, ROUTE_IDS, RULES
 from skywire.wire.netrpc import RPCMethod, RPCServer
 from skywire.wire.stream import ByteStream, Listener
+from skywire.wire.tasks import serve_each
 
 __all__ = ["GATEWAY_PORT", "GATEWAY_SERVICE", "Gateway", "GatewayBackend", "gateway_server"]
 
@@ -121,7 +122,6 @@ class Gateway:
         self._server = gateway_server(backend)
         self._listener = listener
         self._trusted = trusted
-        self._tasks: set[asyncio.Task[None]] = set()
         self._accept_task: asyncio.Task[None] | None = None
         self.refused = 0
 
@@ -135,21 +135,19 @@ class Gateway:
         )
 
     async def _accept_loop(self) -> None:
+        # one task per trusted connection, cancelled and awaited when the loop ends
+        await serve_each(self._next_trusted, self._serve, what="setup RPC", logger=log)
+
+    async def _next_trusted(self) -> ByteStream:
         while True:
-            try:
-                stream = await self._listener.accept()
-            except ConnectionError:
-                return
+            stream = await self._listener.accept()
             pk = _remote_pk(stream)
-            if pk is None or pk not in self.trusted():
-                self.refused += 1
-                log.info("setup RPC from untrusted %s refused", pk)
-                with contextlib.suppress(ConnectionError, OSError):
-                    await stream.close()
-                continue
-            task = asyncio.get_running_loop().create_task(self._serve(stream))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            if pk is not None and pk in self.trusted():
+                return stream
+            self.refused += 1
+            log.info("setup RPC from untrusted %s refused", pk)
+            with contextlib.suppress(ConnectionError, OSError):
+                await stream.close()
 
     async def _serve(self, stream: ByteStream) -> None:
         try:
@@ -160,8 +158,7 @@ class Gateway:
     async def close(self) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             await self._listener.close()
-        tasks = [t for t in (self._accept_task, *self._tasks) if t is not None]
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        task, self._accept_task = self._accept_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})

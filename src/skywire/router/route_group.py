@@ -549,6 +549,11 @@ class RouteGroup:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    @property
+    def timers_running(self) -> bool:
+        """Whether the keep-alive/ping timer task is alive."""
+        return self._timer_task is not None and not self._timer_task.done()
+
     def _finish(self) -> None:
         """Local teardown: wake readers and writers, stop the timers, let the router forget us."""
         if self._closed:

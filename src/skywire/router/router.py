@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from skywire.cipher import PubKey
 from skywire.dmsg.client import Client
@@ -58,6 +58,7 @@ from skywire.routing.rule import (
 )
 from skywire.routing.table import RoutingTable, RoutingTableError
 from skywire.transport.manager import ManagedTransport, TransportError, TransportManager
+from skywire.wire.tasks import TaskTree, TaskTreeClosedError
 
 __all__ = [
     "DEFAULT_KEEP_ALIVE",
@@ -215,7 +216,7 @@ class Router:
         self._listeners: dict[int, RouteListener] = {}
         self._pending_ports: set[int] = set()
         self._next_ephemeral = EPHEMERAL_PORTS.start
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskTree("router", log)
         self._started = False
         self._closed = False
 
@@ -224,6 +225,7 @@ class Router:
         if self._started:
             return
         self._started = True
+        await self._tasks.start()
         self.tm.packet_handler = self.handle_packet
         self._spawn(self._gc_loop(), "router-gc")
         if self.dmsg is not None and self.config.serve_gateway:
@@ -249,20 +251,16 @@ class Router:
             await listener.close()
         for rg in list(self._groups.values()):
             await rg.abort()
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks))
+        await self._tasks.close()
         if self.tm.packet_handler == self.handle_packet:
             self.tm.packet_handler = None
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        async def run() -> None:
-            await coro
-
-        task = self._loop.create_task(run(), name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``coro`` under the router (dropped, with a log line, once it has closed)."""
+        try:
+            self._tasks.spawn(coro, name)
+        except TaskTreeClosedError:
+            log.debug("router closed: %s not started", name)
 
     @property
     def route_groups(self) -> list[RouteGroup]:
@@ -271,8 +269,8 @@ class Router:
     @property
     def task_count(self) -> int:
         """Tasks the router owns (route groups' timer tasks included)."""
-        timers = sum(1 for g in self._groups.values() if g._timer_task and not g._timer_task.done())
-        return len(self._tasks) + timers
+        timers = sum(1 for g in self._groups.values() if g.timers_running)
+        return len(self._tasks.live()) + timers
 
     # ------------------------------------------------------------------ data plane
     async def handle_packet(

@@ -1,5 +1,10 @@
 """The HTTP session a service client uses: its own (opened lazily, closed by ``close``) or one
-the caller lends (left open)."""
+the caller lends (left open), and the one place where aiohttp's errors become the client's own.
+
+A request that cannot be made (refused, reset, timed out, a broken reply) raises the error that
+the client's :meth:`HTTPClientBase.unreachable` builds, a ``ConnectionError`` of the client's own
+family, so callers catch ``(TheServiceError, OSError, TimeoutError)`` and nothing wider.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,19 @@ from types import TracebackType
 from typing import Self
 
 import aiohttp
+
+
+class ServiceUnreachableError(ConnectionError):
+    """A service could not be asked at all; the message says which request and why."""
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as one readable phrase, never empty (some aiohttp errors have no text)."""
+    text = str(exc).strip()
+    name = type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        return f"timed out{f' ({text})' if text else ''}"
+    return f"{name}: {text}" if text else name
 
 
 class HTTPClientBase:
@@ -33,6 +51,29 @@ class HTTPClientBase:
         if self._owns_session and self._session is not None:
             session, self._session = self._session, None
             await session.close()
+
+    def unreachable(self, detail: str) -> Exception:
+        """The error raised when a request cannot be made; clients return their own type."""
+        return ServiceUnreachableError(detail)
+
+    async def fetch(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: bytes | None = None,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, bytes]:
+        """One request: its status and whole body. aiohttp's errors and time-outs come out as
+        :meth:`unreachable` errors naming the request."""
+        try:
+            async with self._http().request(
+                method, url, data=data, params=params, headers=headers, timeout=self._timeout
+            ) as resp:
+                return resp.status, await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise self.unreachable(f"{method} {url}: {describe(exc)}") from exc
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:

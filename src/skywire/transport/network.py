@@ -34,6 +34,7 @@ from skywire.wire.errors import WireError
 from skywire.wire.noise import Pattern
 from skywire.wire.noise_aio import NoiseStream
 from skywire.wire.stream import AcceptQueue, ByteStream, TcpStream
+from skywire.wire.tasks import TaskTree, TaskTreeClosedError
 
 log = logging.getLogger(__name__)
 
@@ -138,20 +139,24 @@ class TCPNetwork:
         self._accepted: AcceptQueue[Conn] = AcceptQueue(
             64, lambda: TransportNetworkError(f"{self.tp_type} network closed")
         )
-        self._handshakes: set[asyncio.Task[None]] = set()
+        # one task per incoming connection while its handshake runs
+        self._handshakes = TaskTree(f"{tp_type}-handshakes", log)
 
     async def start(self) -> None:
+        await self._handshakes.start()
         self._server = await asyncio.start_server(self._on_conn, self.host, self.port)
         self.port = int(self._server.sockets[0].getsockname()[1])
         if self._on_bound is not None:
             await self._on_bound(self.port)
         log.info("%s listening on %s:%d", self.tp_type, self.host, self.port)
 
-    async def _on_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handshakes.add(task)
-        tcp = TcpStream(reader, writer)
+    def _on_conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            self._handshakes.spawn(self._respond(TcpStream(reader, writer)), "handshake")
+        except TaskTreeClosedError:
+            writer.close()
+
+    async def _respond(self, tcp: TcpStream) -> None:
         try:
             conn = await secure_responder(tcp, self.sk, self.tp_type)
             self._accepted.put_nowait(conn)
@@ -160,8 +165,7 @@ class TCPNetwork:
             await tcp.close()
         except asyncio.CancelledError:
             await tcp.close()
-        finally:
-            self._handshakes.discard(task)
+            raise
 
     async def dial(self, remote: PubKey) -> Conn:
         addresses = await self._resolve(remote)
@@ -192,10 +196,7 @@ class TCPNetwork:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        for task in list(self._handshakes):
-            task.cancel()
-        if self._handshakes:
-            await asyncio.wait(set(self._handshakes))
+        await self._handshakes.close()
         for conn in self._accepted.close():
             await conn.stream.close()
         # No ``wait_closed()``: since Python 3.12.1 it also waits for every connection the

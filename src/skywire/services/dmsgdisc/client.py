@@ -2,9 +2,9 @@
 
 Every refusal by the discovery raises the typed :class:`~skywire.dmsg.disc_entry.DiscError`
 subclass its message names (``WrongSequenceError``, ``KeyNotFoundError``, …), as the Go client
-maps messages back to errors. Connection failures surface as ``aiohttp.ClientError`` /
-``TimeoutError``; a 200 answer that does not parse raises
-:class:`~skywire.dmsg.disc_entry.EntryDecodeError`.
+maps messages back to errors. A discovery that cannot be asked (refused, reset, timed out)
+raises :class:`~skywire.dmsg.disc_errors.DiscUnreachableError`, also a ``ConnectionError``; a
+200 answer that does not parse raises :class:`~skywire.dmsg.disc_entry.EntryDecodeError`.
 
 Fetched entries are not signature-checked: the [2024] discovery rewrites ``serverType`` after
 verification, so stored server entries no longer verify (as upstream, which never checks them).
@@ -24,17 +24,16 @@ import aiohttp
 from skywire.cipher import PubKey, SecKey
 from skywire.dmsg.disc_entry import (
     Clock,
-    DiscError,
     DiscVersion,
     Entry,
     EntryDecodeError,
     WrongSequenceError,
-    error_from_message,
     parse_entries,
     parse_entry,
     parse_pubkeys,
     sign,
 )
+from skywire.dmsg.disc_errors import DiscUnreachableError, error_from_response
 from skywire.services.httpclient import HTTPClientBase
 
 __all__ = ["DEFAULT_TIMEOUT", "MAX_PUT_ATTEMPTS", "DiscClient"]
@@ -48,17 +47,6 @@ MAX_PUT_ATTEMPTS = 8
 """How many times :meth:`DiscClient.put_entry` re-sequences before giving up."""
 
 _PREFIX = "/dmsg-discovery"
-
-
-def _error_from_response(status: int, body: bytes) -> DiscError:
-    try:
-        obj = json.loads(body)
-    except (ValueError, RecursionError):
-        obj = None
-    if isinstance(obj, dict) and isinstance(obj.get("message"), str):
-        return error_from_message(obj["message"], status)
-    text = body.decode("utf-8", "replace").strip()
-    return DiscError(status, text or f"HTTP {status}")
 
 
 class DiscClient(HTTPClientBase):
@@ -84,6 +72,9 @@ class DiscClient(HTTPClientBase):
         self._version = version
         self._put_lock = asyncio.Lock()
 
+    def unreachable(self, detail: str) -> Exception:
+        return DiscUnreachableError(detail)
+
     async def _request(
         self,
         method: str,
@@ -93,18 +84,12 @@ class DiscClient(HTTPClientBase):
         params: dict[str, str] | None = None,
     ) -> bytes:
         headers = {"Content-Type": "application/json"} if body is not None else None
-        async with self._http().request(
-            method,
-            self.base_url + path,
-            data=body,
-            params=params,
-            headers=headers,
-            timeout=self._timeout,
-        ) as resp:
-            payload = await resp.read()
-            if resp.status != 200:
-                raise _error_from_response(resp.status, payload)
-            return payload
+        status, payload = await self.fetch(
+            method, self.base_url + path, data=body, params=params, headers=headers
+        )
+        if status != 200:
+            raise error_from_response(status, payload)
+        return payload
 
     # -- entries -----------------------------------------------------------------------------
 

@@ -4,8 +4,8 @@
 A refusal raises the :class:`~skywire.services.rf.graph.RouteFinderError` subclass its message
 names; any other 404 is :class:`~.graph.TransportNotFoundError`, as the Go client maps every
 404 to ``ErrTransportNotFound``. A 200 answer that does not parse raises
-:class:`ResponseFormatError`; connection failures surface as ``aiohttp.ClientError`` /
-``TimeoutError``.
+:class:`ResponseFormatError`; a route finder that cannot be asked raises
+:class:`RouteFinderUnreachableError` (also a ``ConnectionError``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from skywire.services.rf.graph import (
     TransportNotFoundError,
 )
 
-__all__ = ["DEFAULT_TIMEOUT", "RFClient", "ResponseFormatError"]
+__all__ = ["DEFAULT_TIMEOUT", "RFClient", "ResponseFormatError", "RouteFinderUnreachableError"]
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds per request (the Go client's default)."""
@@ -44,6 +44,12 @@ class ResponseFormatError(RouteFinderError):
     """A 200 answer that is not the routes object."""
 
     code = 502
+
+
+class RouteFinderUnreachableError(RouteFinderError, ConnectionError):
+    """The route finder could not be asked (refused, reset, timed out)."""
+
+    code = 503
 
 
 def _error_from_response(status: int, body: bytes) -> RouteFinderError:
@@ -107,15 +113,15 @@ class RFClient(HTTPClientBase):
         self.base_url = base if "://" in base else f"http://{base}"
         super().__init__(session, timeout)
 
+    def unreachable(self, detail: str) -> Exception:
+        return RouteFinderUnreachableError(f"route finder unreachable: {detail}")
+
     async def _request(self, method: str, path: str, body: bytes | None = None) -> bytes:
         headers = {"Content-Type": "application/json"} if body is not None else None
-        async with self._http().request(
-            method, self.base_url + path, data=body, headers=headers, timeout=self._timeout
-        ) as resp:
-            payload = await resp.read()
-            if resp.status != 200:
-                raise _error_from_response(resp.status, payload)
-            return payload
+        status, payload = await self.fetch(method, self.base_url + path, data=body, headers=headers)
+        if status != 200:
+            raise _error_from_response(status, payload)
+        return payload
 
     async def find_routes(
         self,

@@ -66,6 +66,7 @@ from skywire.wire.netrpc import (
     RPCServerError,
 )
 from skywire.wire.stream import ByteStream
+from skywire.wire.tasks import TaskTree, TaskTreeClosedError, serve_each
 
 __all__ = ["HopDialError", "HopPool", "SetupFailure", "SetupNode"]
 
@@ -155,7 +156,11 @@ class HopPool:
         self.clients: dict[PubKey, _Pooled] = {}
         self._locks: dict[PubKey, asyncio.Lock] = {}
         self._loop = asyncio.get_running_loop()
-        self._closing: set[asyncio.Task[None]] = set()
+        # clients dropped from the pool close in the background, under this tree
+        self._closers = TaskTree("rsn-hop-pool", log)
+
+    async def start(self) -> None:
+        await self._closers.start()
 
     async def _dial(self, pk: PubKey) -> RPCClient:
         for attempt in range(1, self.attempts + 1):
@@ -179,9 +184,10 @@ class HopPool:
     def _discard(self, pk: PubKey, pooled: _Pooled) -> None:
         if self.clients.get(pk) is pooled:
             del self.clients[pk]
-        task = self._loop.create_task(pooled.client.close())
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        try:
+            self._closers.spawn(pooled.client.close(), f"close-hop-{pk}")
+        except TaskTreeClosedError:
+            log.debug("hop pool closed: client of %s left to its stream", pk)
 
     async def client(self, pk: PubKey, *, replace: RPCClient | None = None) -> RPCClient:
         """The pooled client of ``pk`` (dialled when missing, dead, idle too long or
@@ -233,10 +239,15 @@ class HopPool:
             raise
 
     async def close(self) -> None:
-        for pk, pooled in list(self.clients.items()):
-            self._discard(pk, pooled)
-        if self._closing:
-            await asyncio.wait(set(self._closing))
+        """Close every pooled client, and wait for the ones already closing."""
+        pooled_now = list(self.clients.values())
+        self.clients.clear()
+        for pooled in pooled_now:
+            await pooled.client.close()
+        closing = self._closers.live()
+        if closing:
+            await asyncio.wait(closing)
+        await self._closers.close()
 
 
 def _needed_ids(route: BidirectionalRoute) -> Counter[PubKey]:
@@ -312,7 +323,6 @@ class SetupNode:
             "ttl": pool_ttl,
         }
         self.pool: HopPool | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._accept_task: asyncio.Task[None] | None = None
         self._listener: Any = None
         self._http: HTTPServer | None = None
@@ -325,6 +335,7 @@ class SetupNode:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.pool = HopPool(self._dial, stats=self.stats, **self._pool_args)
+        await self.pool.start()
         if self.dmsg is not None:
             self._listener = await self.dmsg.listen(SETUP_PORT)
             self._accept_task = self._loop.create_task(self._accept_loop(), name="rsn-accept")
@@ -346,24 +357,17 @@ class SetupNode:
             self._http = None
         if self._listener is not None:
             await self._listener.close()
-        tasks = [t for t in (self._accept_task, *self._tasks) if t is not None]
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        task, self._accept_task = self._accept_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})
         if self.pool is not None:
             await self.pool.close()
 
     async def _accept_loop(self) -> None:
-        assert self._listener is not None and self._loop is not None
-        while True:
-            try:
-                stream = await self._listener.accept()
-            except ConnectionError:
-                return
-            task = self._loop.create_task(self._serve(stream))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        assert self._listener is not None
+        # one task per setup request connection, cancelled and awaited when the loop ends
+        await serve_each(self._listener.accept, self._serve, what="setup request", logger=log)
 
     async def _serve(self, stream: ByteStream) -> None:
         requester = getattr(getattr(stream, "remote_addr", None), "pk", None)

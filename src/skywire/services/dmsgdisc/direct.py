@@ -17,8 +17,10 @@ from aiohttp import web
 from skywire.cipher import PubKey, SecKey
 from skywire.dmsg.client import Backoff, Client, DmsgStream
 from skywire.dmsg.disc_entry import Entry
+from skywire.dmsg.disc_errors import DiscUnreachableError, error_from_response
 from skywire.dmsg.http import DmsgTransport, HTTPServer
-from skywire.services.dmsgdisc.client import DEFAULT_TIMEOUT, DiscClient, _error_from_response
+from skywire.services.dmsgdisc.client import DEFAULT_TIMEOUT, DiscClient
+from skywire.services.httpclient import describe
 from skywire.wire.stream import ByteStream
 
 DISC_DMSG_PORT = 80
@@ -67,12 +69,16 @@ class DmsgDiscClient(DiscClient):
                 transport=DmsgTransport(self._dial), timeout=self._timeout.total
             )
         headers = {"Content-Type": "application/json"} if body is not None else None
-        resp = await self._http_client.request(
-            method, self.base_url + path, content=body, params=params, headers=headers
-        )
+        url = self.base_url + path
+        try:
+            resp = await self._http_client.request(
+                method, url, content=body, params=params, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            raise DiscUnreachableError(f"{method} {url}: {describe(exc)}") from exc
         payload = resp.content
         if resp.status_code != 200:
-            raise _error_from_response(resp.status_code, payload)
+            raise error_from_response(resp.status_code, payload)
         return payload
 
     async def available_servers(self) -> list[Entry]:

@@ -19,9 +19,6 @@ from collections.abc import Coroutine
 from typing import Any
 
 from skywire.cipher import PubKey, SecKey
-from skywire.services.ar.api import STCPR_REBIND_INTERVAL
-from skywire.services.ar.client import ARClient, SUDPHBind
-from skywire.services.ar.store import NoEntryError, VisorData
 from skywire.transport.entry import TransportType
 from skywire.transport.handshake import HandshakeError
 from skywire.transport.kcp import KCPConnection, KCPEndpoint
@@ -33,8 +30,17 @@ from skywire.transport.network import (
     secure_initiator,
     secure_responder,
 )
+from skywire.transport.resolver import (
+    RESOLVER_ERRORS,
+    STCPR_REBIND_INTERVAL,
+    AddressResolver,
+    NoEntryError,
+    SudphBinding,
+    VisorData,
+)
 from skywire.wire.errors import WireError
 from skywire.wire.stream import AcceptQueue
+from skywire.wire.tasks import TaskTree
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +69,7 @@ class StcprNetwork(TCPNetwork):
     def __init__(
         self,
         sk: SecKey,
-        ar: ARClient,
+        ar: AddressResolver,
         *,
         host: str = "0.0.0.0",
         port: int = 0,
@@ -88,14 +94,14 @@ class StcprNetwork(TCPNetwork):
     async def start(self) -> None:
         await super().start()
         await self.ar.bind_stcpr(self.port, self.addresses)
-        self._rebinder = asyncio.create_task(self._rebind(), name="stcpr-rebind")
+        self._rebinder = asyncio.create_task(self._rebind(), name="stcpr-rebind")  # close() awaits
 
     async def _rebind(self) -> None:
         while True:
             await asyncio.sleep(self.rebind_interval)
             try:
                 await self.ar.bind_stcpr(self.port, self.addresses)
-            except Exception as exc:  # the resolver's client errors vary
+            except RESOLVER_ERRORS as exc:
                 log.warning("stcpr: re-bind failed: %s", exc)
 
     async def close(self) -> None:
@@ -105,7 +111,7 @@ class StcprNetwork(TCPNetwork):
             self._rebinder = None
         try:
             await self.ar.unbind_stcpr()
-        except Exception as exc:
+        except RESOLVER_ERRORS as exc:
             log.info("stcpr: unbind failed: %s", exc)
         await super().close()
 
@@ -118,7 +124,7 @@ class SudphNetwork:
     def __init__(
         self,
         sk: SecKey,
-        ar: ARClient,
+        ar: AddressResolver,
         *,
         host: str = "0.0.0.0",
         port: int = 0,
@@ -130,13 +136,15 @@ class SudphNetwork:
         self.port = port
         self.addresses = addresses
         self.endpoint: KCPEndpoint | None = None
-        self.bind: SUDPHBind | None = None
+        self.bind: SudphBinding | None = None
         self._accepted: AcceptQueue[Conn] = AcceptQueue(
             64, lambda: TransportNetworkError("sudph network closed")
         )
-        self._tasks: set[asyncio.Task[None]] = set()
+        # the accept loop and one task per incoming handshake
+        self._tasks = TaskTree("sudph", log)
 
     async def start(self) -> None:
+        await self._tasks.start()
         self.endpoint = await KCPEndpoint.open(self.host, self.port)
         self.port = self.endpoint.local_addr[1]
         self.bind = await self.ar.bind_sudph(self.endpoint, self.addresses)
@@ -144,9 +152,7 @@ class SudphNetwork:
         log.info("sudph on UDP %s:%d, bound at the resolver", self.host, self.port)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro, name)
 
     async def _accept_loop(self) -> None:
         assert self.endpoint is not None
@@ -204,12 +210,9 @@ class SudphNetwork:
 
     async def close(self) -> None:
         if self.bind is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(*RESOLVER_ERRORS):
                 await self.bind.close()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks))
+        await self._tasks.close()
         for conn in self._accepted.close():
             await conn.stream.close()
         if self.endpoint is not None:

@@ -8,18 +8,16 @@ address instead, so that operators can also use ``curl``. Errors are ``{"error":
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import web
 
 from skywire.cipher import CipherError, PubKey
+from skywire.services.appserver import AppServer
 from skywire.transport.manager import TransportError
-
-if TYPE_CHECKING:
-    from skywire.visor.visor import Visor
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -33,15 +31,43 @@ def split_addr(addr: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-class RPCServer:
-    """Serves the visor's control API on a local TCP address."""
+class Summarized(Protocol):
+    """A transport as the API lists it."""
 
-    def __init__(self, visor: Visor, addr: str) -> None:
-        self.visor = visor
-        self.host, self.port = split_addr(addr)
-        self._runner: web.AppRunner | None = None
+    def summary(self) -> dict[str, object]: ...
 
-    def app(self) -> web.Application:
+
+class VisorAPI(Protocol):
+    """What the control API's handlers call: the visor provides it."""
+
+    def info(self) -> dict[str, Any]: ...
+
+    def transport_types(self) -> list[str]: ...
+
+    def transports(self) -> Sequence[Summarized]: ...
+
+    async def add_transport(self, pk: PubKey, tp_type: str) -> Summarized: ...
+
+    async def remove_transport(self, tp_id: uuid.UUID) -> None: ...
+
+    def rules(self) -> list[dict[str, Any]]:
+        """Every routing rule, each with its ``key`` route ID."""
+        ...
+
+    def route_groups(self) -> list[dict[str, Any]]:
+        """The visor's route groups: remote key, encryption, latency."""
+        ...
+
+
+class RPCServer(AppServer):
+    """Serves the visor's control API on a local TCP address (``async with``)."""
+
+    def __init__(self, api: VisorAPI, addr: str) -> None:
+        host, port = split_addr(addr)
+        super().__init__(host, port)
+        self.api = api
+
+    def make_app(self) -> web.Application:
         app = web.Application()
         r = app.router
         r.add_get("/visor/info", self._info)
@@ -51,65 +77,22 @@ class RPCServer:
         r.add_delete("/transports/{id}", self._remove)
         r.add_get("/rules", self._rules)
         r.add_get("/routes", self._routes)
-        extra = getattr(self.visor, "rpc_routes", None)
-        if callable(extra):
-            extra(r)
         return app
 
-    async def start(self) -> None:
-        runner = web.AppRunner(self.app(), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
-        await site.start()
-        self._runner = runner
-        if runner.addresses:
-            self.port = int(runner.addresses[0][1])
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
     async def _info(self, _: web.Request) -> web.Response:
-        return web.json_response(self.visor.info())
+        return web.json_response(self.api.info())
 
     async def _types(self, _: web.Request) -> web.Response:
-        assert self.visor.tm is not None
-        return web.json_response(self.visor.tm.transport_types())
+        return web.json_response(self.api.transport_types())
 
     async def _list(self, _: web.Request) -> web.Response:
-        return web.json_response([tp.summary() for tp in self.visor.transports()])
+        return web.json_response([tp.summary() for tp in self.api.transports()])
 
     async def _rules(self, _: web.Request) -> web.Response:
-        router = self.visor.router
-        if router is None:
-            return web.json_response([])
-        now = time.monotonic()
-        rows = []
-        for rule in router.table.all_rules(now):
-            summary = rule.summary()
-            summary["key"] = rule.key_route_id
-            rows.append(summary)
-        return web.json_response(rows)
+        return web.json_response(self.api.rules())
 
     async def _routes(self, _: web.Request) -> web.Response:
-        router = self.visor.router
-        if router is None:
-            return web.json_response([])
-        return web.json_response(
-            [
-                {
-                    "remote_pk": rg.remote_pk.hex(),
-                    "encrypted": rg.encrypted,
-                    "latency_ms": rg.latency_ms,
-                }
-                for rg in router.route_groups
-            ]
-        )
+        return web.json_response(self.api.route_groups())
 
     async def _add(self, request: web.Request) -> web.Response:
         try:
@@ -119,7 +102,7 @@ class RPCServer:
         except (ValueError, KeyError, TypeError, CipherError) as exc:
             return _error(400, f"bad request: {exc}")
         try:
-            tp = await self.visor.add_transport(pk, tp_type)
+            tp = await self.api.add_transport(pk, tp_type)
         except TransportError as exc:
             return _error(502, str(exc))
         return web.json_response(tp.summary())
@@ -130,7 +113,7 @@ class RPCServer:
         except ValueError:
             return _error(400, "bad transport id")
         try:
-            await self.visor.remove_transport(tp_id)
+            await self.api.remove_transport(tp_id)
         except TransportError as exc:
             return _error(404, str(exc))
         return web.json_response({"removed": str(tp_id)})

@@ -130,9 +130,7 @@ class Visor:
         )
         await st.enter_async_context(self.router)
         if self._rpc_enabled:
-            self.rpc = RPCServer(self, cfg.cli_addr)
-            await self.rpc.start()
-            st.push_async_callback(self.rpc.close)
+            self.rpc = await st.enter_async_context(RPCServer(self, cfg.cli_addr))
         log.info("visor %s up", self.pk)
 
     async def close(self) -> None:
@@ -172,6 +170,32 @@ class Visor:
     def transports(self) -> list[ManagedTransport]:
         assert self.tm is not None
         return list(self.tm.transports.values())
+
+    def transport_types(self) -> list[str]:
+        assert self.tm is not None
+        return self.tm.transport_types()
+
+    def rules(self) -> list[dict[str, Any]]:
+        if self.router is None:
+            return []
+        rows = []
+        for rule in self.router.table.all_rules(time.monotonic()):
+            summary = rule.summary()
+            summary["key"] = rule.key_route_id
+            rows.append(summary)
+        return rows
+
+    def route_groups(self) -> list[dict[str, Any]]:
+        if self.router is None:
+            return []
+        return [
+            {
+                "remote_pk": rg.remote_pk.hex(),
+                "encrypted": rg.encrypted,
+                "latency_ms": rg.latency_ms,
+            }
+            for rg in self.router.route_groups
+        ]
 
     async def add_transport(self, pk: PubKey, tp_type: str) -> ManagedTransport:
         assert self.tm is not None

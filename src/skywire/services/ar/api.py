@@ -59,6 +59,7 @@ from skywire.services.ar.udp import (
 )
 from skywire.services.httpauth import HTTPAuth, MemoryNonceStore, NonceStore, authenticated_pk
 from skywire.transport.kcp import Address, KCPOptions
+from skywire.transport.resolver import STCPR_REBIND_INTERVAL
 
 __all__ = [
     "DEFAULT_HTTP_PORT",
@@ -76,7 +77,6 @@ DEFAULT_HTTP_PORT = 9093
 STCPR_BIND_TTL = 300.0
 """Seconds an stcpr bind lives after it is written."""
 
-STCPR_REBIND_INTERVAL = 90.0
 """How often a visor should re-post its stcpr bind (well inside :data:`STCPR_BIND_TTL`)."""
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

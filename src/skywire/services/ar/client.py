@@ -21,7 +21,7 @@ import aiohttp
 
 from skywire.cipher import CipherError, PubKey, SecKey
 from skywire.dmsg.addr import Addr
-from skywire.services.ar.store import BIND_TYPES, NoEntryError, VisorData, VisorDataError
+from skywire.services.ar.store import BIND_TYPES
 from skywire.services.ar.udp import (
     DEFAULT_UDP_PORT,
     DEL_BIND_MESSAGE,
@@ -35,6 +35,7 @@ from skywire.services.ar.udp import (
 from skywire.services.httpauth import HTTPAuthClient, HTTPStatusError
 from skywire.transport.handshake import InitiatorHandshake
 from skywire.transport.kcp import Address, KCPConnection, KCPEndpoint
+from skywire.transport.resolver import NoEntryError, ResolverError, VisorData, VisorDataError
 
 __all__ = ["ARClient", "ARError", "SUDPHBind"]
 
@@ -46,7 +47,7 @@ PUNCH_DELAYS = (0.25, 1.0, 2.5)
 """Seconds :meth:`SUDPHBind.close` waits for ``delBind`` to be acknowledged."""
 
 
-class ARError(Exception):
+class ARError(ResolverError):
     """The resolver refused a request: ``status`` and its message."""
 
     def __init__(self, status: int, message: str) -> None:

@@ -14,11 +14,17 @@ import abc
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 from skywire.cipher import PubKey
+from skywire.transport.resolver import (
+    NoEntryError,
+    ResolverError,
+    VisorData,
+    VisorDataError,
+    string_list,
+)
 
 __all__ = [
     "BIND_TYPES",
@@ -40,23 +46,12 @@ Clock = Callable[[], float]
 """Seconds (monotonic or wall, as long as it is one clock)."""
 
 
-class ARStoreError(Exception):
-    """Base of the store's errors."""
-
-
-class NoEntryError(ARStoreError, KeyError):
-    """No bind for this key and type (upstream ``no entry for this PK``)."""
-
-    def __str__(self) -> str:
-        return "no entry for this PK"
+class ARStoreError(ResolverError):
+    """Base of the store's errors (a :class:`NoEntryError` is a resolver error as well)."""
 
 
 class UnknownTransportTypeError(ARStoreError, ValueError):
     """A type other than ``stcpr`` / ``sudph``."""
-
-
-class VisorDataError(ARStoreError, ValueError):
-    """JSON that is not a valid :class:`VisorData` / local-addresses object."""
 
 
 def check_type(tp_type: str) -> str:
@@ -64,63 +59,6 @@ def check_type(tp_type: str) -> str:
     if tp_type not in BIND_TYPES:
         raise UnknownTransportTypeError(f"unknown transport type {tp_type!r}")
     return tp_type
-
-
-def _string_list(value: Any, name: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise VisorDataError(f"{name} must be an array of strings")
-    return tuple(value)
-
-
-@dataclass(frozen=True, slots=True)
-class VisorData:
-    """What the resolver knows of a bound visor (upstream ``VisorData``).
-
-    ``remote_addr`` is what the resolver saw: the public IP of the HTTP request for ``stcpr``,
-    ``ip:port`` of the KCP bind for ``sudph``. ``port`` and ``addresses`` are what the visor
-    declared (its listening port and local IPs). ``is_local`` is set only in answers, when the
-    requester shares the bound visor's public IP.
-    """
-
-    remote_addr: str = ""
-    port: str = ""
-    addresses: tuple[str, ...] = field(default_factory=tuple)
-    is_local: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"remote_addr": self.remote_addr}
-        if self.is_local:
-            out["is_local"] = True
-        out["port"] = self.port
-        out["addresses"] = list(self.addresses)
-        return out
-
-    def to_json(self) -> bytes:
-        """Go's field order: ``remote_addr``, ``is_local`` (omitempty), ``port``, ``addresses``."""
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
-
-    @classmethod
-    def from_dict(cls, obj: Any) -> VisorData:
-        if not isinstance(obj, dict):
-            raise VisorDataError("expected a JSON object")
-        remote = obj.get("remote_addr", "")
-        port = obj.get("port", "")
-        is_local = obj.get("is_local", False)
-        if not isinstance(remote, str) or not isinstance(port, str):
-            raise VisorDataError("remote_addr and port must be strings")
-        if not isinstance(is_local, bool):
-            raise VisorDataError("is_local must be a boolean")
-        return cls(remote, port, _string_list(obj.get("addresses"), "addresses"), is_local)
-
-    @classmethod
-    def from_json(cls, data: bytes | str) -> VisorData:
-        try:
-            obj = json.loads(data)
-        except (ValueError, RecursionError) as exc:
-            raise VisorDataError(f"invalid JSON: {exc}") from exc
-        return cls.from_dict(obj)
 
 
 def parse_local_addresses(data: bytes | str) -> tuple[str, tuple[str, ...]]:
@@ -134,7 +72,7 @@ def parse_local_addresses(data: bytes | str) -> tuple[str, tuple[str, ...]]:
     port = obj.get("port", "")
     if not isinstance(port, str):
         raise VisorDataError("port must be a string")
-    return port, _string_list(obj.get("addresses"), "addresses")
+    return port, string_list(obj.get("addresses"), "addresses")
 
 
 class ARStore(abc.ABC):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from skywire.dmsg.http import HTTPServer
+from skywire.dmsg.http import HTTPServer, add_static
 from skywire.dmsg.server import ServerConfig
 from skywire.testnet.dmsgnet import LocalDmsgNetwork
 from skywire.testnet.run import run_local_network
@@ -67,7 +67,7 @@ class _NetworkThread:
         async with LocalDmsgNetwork(servers=1) as net:
             host = await net.client()
             app = web.Application()
-            app.router.add_static("/", self.www)
+            add_static(app.router, "/", self.www)
             async with HTTPServer(app, await host.listen(80)):
                 self.disc_url, self.host_pk = net.disc_url, host.pk.hex()
                 self.ready.set()

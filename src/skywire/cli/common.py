@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Annotated, Any
 
 import typer
 
@@ -57,6 +57,20 @@ async def run_until_interrupted(main: Callable[[asyncio.Event], Awaitable[None]]
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+def run_service(main: Coroutine[Any, Any, None], name: str) -> None:
+    """Run a service's ``main`` until it returns or Ctrl-C; a failure (a store that cannot
+    open, a port in use) is printed as one line and exits 1, its traceback logged at debug."""
+    try:
+        asyncio.run(main)
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # the one top-level handler: say what failed and exit
+        logging.getLogger("skywire.cli").debug("%s failed", name, exc_info=True)
+        text = str(exc).strip() or type(exc).__name__
+        typer.echo(f"error: {name}: {text}", err=True)
+        raise typer.Exit(1) from exc
 
 
 LogLevelOption = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]

@@ -24,7 +24,7 @@ from skywire.cipher import CipherError, SecKey
 from skywire.cli.common import run_until_interrupted, setup_logging
 from skywire.dmsg.client import Client
 from skywire.dmsg.errors import DmsgError
-from skywire.dmsg.http import DmsgURL, DmsgURLError, HTTPServer, fetch_stream
+from skywire.dmsg.http import DmsgURL, DmsgURLError, HTTPServer, add_static, fetch_stream
 from skywire.dmsg.server import Server, ServerConfig, split_listen_address
 from skywire.services.dmsgdisc.client import DiscClient
 
@@ -221,7 +221,7 @@ def http(
 
     async def main(stop: asyncio.Event) -> None:
         app = web.Application()
-        app.router.add_static("/", directory, show_index=True)
+        add_static(app.router, "/", directory, show_index=True)
         async with (
             DiscClient(disc) as dc,
             Client(key, dc, min_sessions=sessions) as client,

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import enum
-import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -19,16 +16,12 @@ from skywire.cli.common import (
     RedisOption,
     install_stop_signals,
     parse_addr,
+    run_service,
     setup_logging,
 )
+from skywire.services.dmsgdisc.store import StoreKind
 
 _DEFAULT_DB = Path("./dmsg-discovery.db")
-
-
-class StoreKind(enum.StrEnum):
-    sqlite = "sqlite"
-    memory = "memory"
-    redis = "redis"
 
 
 def _parse_pks(text: str, option: str) -> list[PubKey]:
@@ -60,7 +53,7 @@ async def _serve(
     stop = install_stop_signals()
 
     store = await open_store(
-        store_kind.value,
+        store_kind,
         db=str(db),
         redis_url=redis_url,
         redis_password=os.environ.get("REDIS_PASSWORD") or None,
@@ -150,24 +143,18 @@ def register(dmsg_app: typer.Typer) -> None:
         setup_logging(log_level)
         host, port = parse_addr(addr)
         officials = _parse_pks(official_servers, "--official-servers")
-        try:
-            asyncio.run(
-                _serve(
-                    host=host,
-                    port=port,
-                    store_kind=store,
-                    db=db,
-                    redis_url=redis,
-                    redis_namespace=redis_namespace,
-                    test_mode=test_mode,
-                    auth=auth,
-                    official_servers=officials,
-                    sk=_parse_sk(sk),
-                )
-            )
-        except KeyboardInterrupt:
-            pass
-        except Exception as exc:  # a store that cannot open, a port in use: say so and exit
-            logging.getLogger("skywire.dmsgdisc").debug("startup failed", exc_info=True)
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from exc
+        run_service(
+            _serve(
+                host=host,
+                port=port,
+                store_kind=store,
+                db=db,
+                redis_url=redis,
+                redis_namespace=redis_namespace,
+                test_mode=test_mode,
+                auth=auth,
+                official_servers=officials,
+                sk=_parse_sk(sk),
+            ),
+            "dmsg discovery",
+        )

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import enum
-import logging
 import os
 from typing import Annotated
 
@@ -16,13 +13,10 @@ from skywire.cli.common import (
     RedisOption,
     install_stop_signals,
     parse_addr,
+    run_service,
     setup_logging,
 )
-
-
-class StoreKind(enum.StrEnum):
-    memory = "memory"
-    redis = "redis"
+from skywire.services.ar.store import StoreKind
 
 
 async def _serve(
@@ -42,7 +36,7 @@ async def _serve(
     stop = install_stop_signals()
 
     store = await open_store(
-        store_kind.value,
+        store_kind,
         redis_url=redis_url,
         redis_password=os.environ.get("REDIS_PASSWORD") or None,
         namespace=redis_namespace,
@@ -117,22 +111,16 @@ def register(svc_app: typer.Typer) -> None:
         setup_logging(log_level)
         http = parse_addr(addr, "--addr")
         udp = parse_addr(udp_addr, "--udp-addr") if udp_addr else http
-        try:
-            asyncio.run(
-                _serve(
-                    http=http,
-                    udp=udp,
-                    store_kind=store,
-                    redis_url=redis,
-                    redis_namespace=redis_namespace,
-                    test_mode=test_mode,
-                    trust_forwarded=trust_forwarded,
-                    stcpr_ttl=stcpr_ttl if stcpr_ttl > 0 else None,
-                )
-            )
-        except KeyboardInterrupt:
-            pass
-        except Exception as exc:  # a store that cannot open, a port in use: say so and exit
-            logging.getLogger("skywire.ar").debug("startup failed", exc_info=True)
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from exc
+        run_service(
+            _serve(
+                http=http,
+                udp=udp,
+                store_kind=store,
+                redis_url=redis,
+                redis_namespace=redis_namespace,
+                test_mode=test_mode,
+                trust_forwarded=trust_forwarded,
+                stcpr_ttl=stcpr_ttl if stcpr_ttl > 0 else None,
+            ),
+            "address resolver",
+        )

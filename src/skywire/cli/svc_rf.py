@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Annotated
 
 import typer
@@ -13,6 +11,7 @@ from skywire.cli.common import (
     LogLevelOption,
     install_stop_signals,
     parse_addr,
+    run_service,
     setup_logging,
 )
 
@@ -60,11 +59,6 @@ def register(svc_app: typer.Typer) -> None:
         """Run the route finder (POST /routes over the transport discovery's graph)."""
         setup_logging(log_level)
         host, port = parse_addr(addr)
-        try:
-            asyncio.run(_serve(host=host, port=port, tpd=tpd, refresh=refresh, by_hops=by_hops))
-        except KeyboardInterrupt:
-            pass
-        except Exception as exc:  # a port in use: say so and exit
-            logging.getLogger("skywire.rf").debug("startup failed", exc_info=True)
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from exc
+        run_service(
+            _serve(host=host, port=port, tpd=tpd, refresh=refresh, by_hops=by_hops), "route finder"
+        )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Annotated
 
 import typer
@@ -11,6 +9,7 @@ import typer
 from skywire.cli.common import (
     LogLevelOption,
     install_stop_signals,
+    run_service,
     setup_logging,
 )
 
@@ -61,15 +60,7 @@ def register(svc_app: typer.Typer) -> None:
     ) -> None:
         """Run a route setup node: reserves route IDs on every hop and installs the rules."""
         setup_logging(log_level)
-        try:
-            asyncio.run(
-                _serve(
-                    sk_hex=sk, disc=dmsg_disc, sessions=sessions, request_timeout=request_timeout
-                )
-            )
-        except KeyboardInterrupt:
-            pass
-        except Exception as exc:
-            logging.getLogger("skywire.rsn").debug("setup node failed", exc_info=True)
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from exc
+        run_service(
+            _serve(sk_hex=sk, disc=dmsg_disc, sessions=sessions, request_timeout=request_timeout),
+            "setup node",
+        )

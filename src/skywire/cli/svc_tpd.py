@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import enum
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -15,17 +12,13 @@ from skywire.cli.common import (
     LogLevelOption,
     install_stop_signals,
     parse_addr,
+    run_service,
     setup_logging,
 )
+from skywire.services.tpd.store import StoreKind
 
 _DEFAULT_DB = Path("./transport-discovery.db")
 _DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-class StoreKind(enum.StrEnum):
-    sqlite = "sqlite"
-    memory = "memory"
-    postgres = "postgres"
 
 
 async def _serve(
@@ -36,9 +29,7 @@ async def _serve(
 
     stop = install_stop_signals()
 
-    store = await open_store(
-        store_kind.value, db=str(db), pg_url=pg_url, pg_schema=pg_schema or None
-    )
+    store = await open_store(store_kind, db=str(db), pg_url=pg_url, pg_schema=pg_schema or None)
     where = {
         StoreKind.sqlite: f"sqlite {db}",
         StoreKind.memory: "memory",
@@ -73,20 +64,14 @@ def register(svc_app: typer.Typer) -> None:
         """Run the transport discovery service (registry of signed transport entries)."""
         setup_logging(log_level)
         host, port = parse_addr(addr)
-        try:
-            asyncio.run(
-                _serve(
-                    host=host,
-                    port=port,
-                    store_kind=store,
-                    db=db,
-                    pg_url=pg_url,
-                    pg_schema=pg_schema,
-                )
-            )
-        except KeyboardInterrupt:
-            pass
-        except Exception as exc:  # a store that cannot open, a port in use: say so and exit
-            logging.getLogger("skywire.tpd").debug("startup failed", exc_info=True)
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from exc
+        run_service(
+            _serve(
+                host=host,
+                port=port,
+                store_kind=store,
+                db=db,
+                pg_url=pg_url,
+                pg_schema=pg_schema,
+            ),
+            "transport discovery",
+        )

@@ -19,7 +19,7 @@ from pathlib import Path
 from aiohttp import web
 
 from skywire.cipher import KeyPair
-from skywire.dmsg.http import HTTPServer, fetch_stream
+from skywire.dmsg.http import HTTPServer, add_static, fetch_stream
 from skywire.testnet.dmsgnet import LocalDmsgNetwork
 from skywire.testnet.skynet import LocalSkywire
 
@@ -78,7 +78,7 @@ async def run_local_network(
         host = await net.client(KeyPair.generate().sk)
         say(f"file server  {host.pk}  sessions ready in {(time.monotonic() - t0) * 1e3:.1f} ms")
         app = web.Application()
-        app.router.add_static("/", www, show_index=True)
+        add_static(app.router, "/", www, show_index=True)
         listener = await host.listen(80)
         async with HTTPServer(app, listener):
             fetcher = await net.client()

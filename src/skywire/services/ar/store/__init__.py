@@ -11,6 +11,7 @@ visor's heartbeats refresh it); ``ttl=None`` keeps it until deleted.
 from __future__ import annotations
 
 import abc
+import enum
 import json
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ __all__ = [
     "ARStore",
     "ARStoreError",
     "NoEntryError",
+    "StoreKind",
     "UnknownTransportTypeError",
     "VisorData",
     "VisorDataError",
@@ -121,8 +123,15 @@ class ARStore(abc.ABC):
         await self.close()
 
 
+class StoreKind(enum.StrEnum):
+    """The backends :func:`open_store` opens (the command line's ``--store`` choices)."""
+
+    memory = "memory"
+    redis = "redis"
+
+
 async def open_store(
-    kind: str,
+    kind: StoreKind | str,
     *,
     redis_url: str = "redis://localhost:6379",
     redis_password: str | None = None,
@@ -130,11 +139,11 @@ async def open_store(
     clock: Clock = time.monotonic,
 ) -> ARStore:
     """Open a store by name: ``memory`` or ``redis``."""
-    if kind == "memory":
+    if kind == StoreKind.memory:
         from skywire.services.ar.store.memory import MemoryStore
 
         return MemoryStore(clock=clock)
-    if kind == "redis":
+    if kind == StoreKind.redis:
         from skywire.services.ar.store.redis import RedisStore
 
         return await RedisStore.open(redis_url, namespace=namespace, password=redis_password)

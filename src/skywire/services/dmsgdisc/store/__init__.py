@@ -12,6 +12,7 @@ Lifetimes follow upstream: a server entry lives :data:`SERVER_ENTRY_TTL` seconds
 from __future__ import annotations
 
 import abc
+import enum
 import random
 import time
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ __all__ = [
     "MAX_AVAILABLE_SERVERS",
     "SERVER_ENTRY_TTL",
     "DiscStore",
+    "StoreKind",
     "entry_ttl",
     "open_store",
     "pick_available",
@@ -119,8 +121,16 @@ class DiscStore(abc.ABC):
         await self.close()
 
 
+class StoreKind(enum.StrEnum):
+    """The backends :func:`open_store` opens (the command line's ``--store`` choices)."""
+
+    sqlite = "sqlite"
+    memory = "memory"
+    redis = "redis"
+
+
 async def open_store(
-    kind: str,
+    kind: StoreKind | str,
     *,
     db: str = "./dmsg-discovery.db",
     redis_url: str = "redis://localhost:6379",
@@ -129,15 +139,15 @@ async def open_store(
     clock: Clock = time.time_ns,
 ) -> DiscStore:
     """Open a store by name: ``memory``, ``sqlite`` (file ``db`` or ``":memory:"``) or ``redis``."""
-    if kind == "memory":
+    if kind == StoreKind.memory:
         from skywire.services.dmsgdisc.store.memory import MemoryStore
 
         return MemoryStore(clock=clock)
-    if kind == "sqlite":
+    if kind == StoreKind.sqlite:
         from skywire.services.dmsgdisc.store.sqlite import SqliteStore
 
         return await SqliteStore.open(db, clock=clock)
-    if kind == "redis":
+    if kind == StoreKind.redis:
         from skywire.services.dmsgdisc.store.redis import RedisStore
 
         return await RedisStore.open(redis_url, namespace=namespace, password=redis_password)

@@ -14,6 +14,7 @@ httpauth :class:`~skywire.services.httpauth.NonceStore` kept in the same databas
 from __future__ import annotations
 
 import abc
+import enum
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ __all__ = [
     "AlreadyRegisteredError",
     "Clock",
     "StoreError",
+    "StoreKind",
     "TransportNotFoundError",
     "TransportStore",
     "open_store",
@@ -126,8 +128,16 @@ def check_unique_ids(entries: Sequence[SignedEntry]) -> None:
         raise AlreadyRegisteredError("ID registered twice in one request")
 
 
+class StoreKind(enum.StrEnum):
+    """The backends :func:`open_store` opens (the command line's ``--store`` choices)."""
+
+    sqlite = "sqlite"
+    memory = "memory"
+    postgres = "postgres"
+
+
 async def open_store(
-    kind: str,
+    kind: StoreKind | str,
     *,
     db: str = "./transport-discovery.db",
     pg_url: str = "postgresql://postgres@127.0.0.1:5432/postgres",
@@ -136,15 +146,15 @@ async def open_store(
 ) -> TransportStore:
     """Open a store by name: ``memory``, ``sqlite`` (file ``db`` or ``":memory:"``) or
     ``postgres`` (``pg_url``, tables in ``pg_schema`` when given)."""
-    if kind == "memory":
+    if kind == StoreKind.memory:
         from skywire.services.tpd.store.memory import MemoryStore
 
         return MemoryStore(clock=clock)
-    if kind == "sqlite":
+    if kind == StoreKind.sqlite:
         from skywire.services.tpd.store.sqlite import SqliteStore
 
         return await SqliteStore.open(db, clock=clock)
-    if kind == "postgres":
+    if kind == StoreKind.postgres:
         from skywire.services.tpd.store.postgres import PostgresStore
 
         return await PostgresStore.open(pg_url, schema=pg_schema, clock=clock)

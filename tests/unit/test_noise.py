@@ -103,7 +103,7 @@ def _fresh(pattern: Pattern) -> tuple[Noise, Noise]:
     init = Noise(pattern, Role.INITIATOR, a.sk, b.pk)
     resp = Noise(pattern, Role.RESPONDER, b.sk, a.pk if pattern is Pattern.KK else None)
     while not (init.handshake_finished and resp.handshake_finished):
-        if not init.handshake_finished or init._my_turn():
+        if not init.handshake_finished or init.my_turn():
             resp.read_message(init.write_message())
         if not resp.handshake_finished:
             init.read_message(resp.write_message())

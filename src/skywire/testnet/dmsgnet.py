@@ -82,9 +82,8 @@ class LocalDmsgNetwork:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.disc_port)
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[attr-defined]
-        self.disc_port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+        assert self._runner.addresses
+        self.disc_port = int(self._runner.addresses[0][1])
         for _ in range(self.n_servers):
             await self.add_server()
 

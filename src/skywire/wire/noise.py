@@ -243,7 +243,8 @@ class Noise:
     def handshake_finished(self) -> bool:
         return self.send is not None
 
-    def _my_turn(self) -> bool:
+    def my_turn(self) -> bool:
+        """Whether the next handshake message is ours to write."""
         initiator_turn = self._index % 2 == 0
         return initiator_turn == (self.role is Role.INITIATOR)
 
@@ -265,7 +266,7 @@ class Noise:
         """Produce the next handshake message (this side's turn)."""
         if self.handshake_finished or self._index >= len(self._messages):
             raise HandshakeError("noise: handshake already finished")
-        if not self._my_turn():
+        if not self.my_turn():
             raise HandshakeError("noise: not this side's turn to write")
         out = bytearray()
         for token in self._messages[self._index]:
@@ -285,7 +286,7 @@ class Noise:
         """Process the peer's next handshake message; returns its (empty) payload."""
         if self.handshake_finished or self._index >= len(self._messages):
             raise HandshakeError("noise: handshake already finished")
-        if self._my_turn():
+        if self.my_turn():
             raise HandshakeError("noise: expected to write, not read")
         msg = memoryview(bytes(message))
         for token in self._messages[self._index]:

@@ -40,7 +40,7 @@ async def handshake(stream: ByteStream, noise: Noise, timeout: float = HANDSHAKE
 
     async def run() -> None:
         while not noise.handshake_finished:
-            if noise._my_turn():
+            if noise.my_turn():
                 await stream.write(frame(noise.write_message()))
             else:
                 noise.read_message(await read_frame(stream))

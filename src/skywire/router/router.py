@@ -49,7 +49,7 @@ from skywire.router.setup_client import (
     pks_in_text,
 )
 from skywire.routing.packet import PacketType
-from skywire.routing.route import Hop, PathEdges
+from skywire.routing.route import Hop, PathEdges, RouteQueryError
 from skywire.routing.rule import (
     ConsumeRule,
     ForwardRule,
@@ -78,7 +78,8 @@ EPHEMERAL_PORTS = range(49152, 65536)
 
 
 class RouteFinderClient(Protocol):
-    """The part of :class:`skywire.services.rf.client.RFClient` the router uses."""
+    """The part of :class:`skywire.services.rf.client.RFClient` the router uses; it raises
+    :class:`~skywire.routing.route.RouteQueryError`, ``OSError`` or ``TimeoutError``."""
 
     async def find_routes(
         self,
@@ -522,9 +523,7 @@ class Router:
                     max_hops=max_hops,
                     num_routes=self.config.route_candidates,
                 )
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the route finder client's errors share no base
+            except (RouteQueryError, OSError, TimeoutError) as exc:
                 problem = f"route finder: {exc}"
             else:
                 fwd = _first_allowed(found.get(fwd_key, []), excluded)

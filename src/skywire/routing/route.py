@@ -16,11 +16,16 @@ from typing import Any
 from skywire.cipher import PUBKEY_LEN, CipherError, PubKey
 from skywire.wire.errors import WireError
 
-__all__ = ["Hop", "PathEdges", "RouteFormatError"]
+__all__ = ["Hop", "PathEdges", "RouteFormatError", "RouteQueryError"]
 
 
 class RouteFormatError(WireError):
     """A hop or a path-edges text is malformed."""
+
+
+class RouteQueryError(Exception):
+    """A route finder refused a query, or could not be asked (the base of its client's
+    errors, so that a router catches exactly these)."""
 
 
 @dataclass(frozen=True, slots=True)

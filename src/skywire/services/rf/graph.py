@@ -38,7 +38,7 @@ from types import MappingProxyType
 from typing import Protocol
 
 from skywire.cipher import PubKey
-from skywire.routing.route import Hop
+from skywire.routing.route import Hop, RouteQueryError
 
 __all__ = [
     "DEFAULT_MAX_EXPANSIONS",
@@ -86,7 +86,7 @@ DEFAULT_MAX_HOPS = 50
 DEFAULT_MAX_EXPANSIONS = 20_000
 
 
-class RouteFinderError(Exception):
+class RouteFinderError(RouteQueryError):
     """A refusal of the route finder; ``code`` is the HTTP status it is answered with."""
 
     code = 500

@@ -15,10 +15,10 @@ from skywire.transport.kcp import (
     IKCP_CMD_PUSH,
     IKCP_OVERHEAD,
     KCPOptions,
-    _as_c_int,
     is_kcp_datagram,
     kcp_conv,
 )
+from skywire.transport.kcp_connection import as_c_int as _as_c_int
 
 
 def _segments(datagram: bytes) -> list[tuple[int, int, int, int, bytes]]:

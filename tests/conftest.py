@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,3 +33,15 @@ def backend_unavailable(name: str, reason: str) -> None:
     if os.environ.get("SKYWIRE_REQUIRE_BACKENDS") == "1":
         pytest.fail(f"{message} (SKYWIRE_REQUIRE_BACKENDS=1 forbids skipping)")
     pytest.skip(message)
+
+
+@contextlib.asynccontextmanager
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    """``async with no_leaked_tasks():`` fails if the body leaves a task behind (one that was
+    not running when it started and still is when it ends)."""
+    before = asyncio.all_tasks()
+    yield
+    leftover = asyncio.all_tasks() - before - {asyncio.current_task()}
+    assert not leftover, "tasks left behind: " + ", ".join(
+        sorted(f"{t.get_name()} ({t.get_coro()!r})" for t in leftover)
+    )

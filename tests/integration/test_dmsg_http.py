@@ -30,6 +30,7 @@ from skywire.dmsg.http import (
     serve_app,
 )
 from skywire.wire.stream import ByteStream, Listener
+from tests.conftest import no_leaked_tasks
 
 from ._streams import MemoryNetwork, StreamNetwork, TcpNetwork
 
@@ -174,161 +175,157 @@ def test_url_rejects(text: str) -> None:
 
 
 async def test_requests_over_streams(net: StreamNetwork, tmp_path: Path) -> None:
-    baseline = asyncio.all_tasks()
-    static = tmp_path / "page.html"
-    static.write_bytes(b"<h1>static</h1>" * 5000)
-    listener = await net.listen(SERVER_PK, DEFAULT_HTTP_PORT)
-    record: dict[str, object] = {}
-    requests = 0
-    async with (
-        HTTPServer(make_app(record, file=static), listener),
-        httpx.AsyncClient(transport=DmsgTransport(net.dialer(CLIENT_PK))) as client,
-    ):
-        # port omitted: 80
-        r = await client.get(f"dmsg://{SERVER_PK.hex()}/hello")
-        requests += 1
-        assert r.status_code == 200
-        assert r.text == "hello dmsg"
-        assert r.headers["x-skywire"] == "yes"
-        assert r.headers["content-length"] == "10"
-        assert r.http_version == "HTTP/1.1"
-        assert net.dialed[-1].closed  # the body is read: the client closed its stream
-
-        r = await client.get(url("/whoami?q=1"))
-        requests += 1
-        assert r.json() == {
-            "remote": CLIENT_PK.hex(),
-            "host": f"{SERVER_PK.hex()}:80",
-            "target": "/whoami?q=1",
-        }
-
-        h = hashlib.sha256()
-        size = 0
-        async with client.stream("GET", url("/big")) as r:
+    async with no_leaked_tasks():
+        static = tmp_path / "page.html"
+        static.write_bytes(b"<h1>static</h1>" * 5000)
+        listener = await net.listen(SERVER_PK, DEFAULT_HTTP_PORT)
+        record: dict[str, object] = {}
+        requests = 0
+        async with (
+            HTTPServer(make_app(record, file=static), listener),
+            httpx.AsyncClient(transport=DmsgTransport(net.dialer(CLIENT_PK))) as client,
+        ):
+            # port omitted: 80
+            r = await client.get(f"dmsg://{SERVER_PK.hex()}/hello")
             requests += 1
             assert r.status_code == 200
-            assert r.headers["transfer-encoding"] == "chunked"
-            async for chunk in r.aiter_raw():
-                h.update(chunk)
-                size += len(chunk)
-        assert size == len(BLOCK) * BIG_BLOCKS
-        assert h.hexdigest() == BIG_SHA
-        # flow control: the server's transport paused aiohttp instead of buffering the body
-        high_water = 64 * 1024
-        assert isinstance(record["big_max_buffered"], int)
-        assert record["big_max_buffered"] <= high_water + 65536 + 64
+            assert r.text == "hello dmsg"
+            assert r.headers["x-skywire"] == "yes"
+            assert r.headers["content-length"] == "10"
+            assert r.http_version == "HTTP/1.1"
+            assert net.dialed[-1].closed  # the body is read: the client closed its stream
 
-        r = await client.get(url("/sized"))
-        requests += 1
-        assert r.headers["content-length"] == str(len(SIZED))
-        assert r.content == SIZED
+            r = await client.get(url("/whoami?q=1"))
+            requests += 1
+            assert r.json() == {
+                "remote": CLIENT_PK.hex(),
+                "host": f"{SERVER_PK.hex()}:80",
+                "target": "/whoami?q=1",
+            }
 
-        r = await client.post(url("/echo"), json={"a": [1, 2, 3]})
-        requests += 1
-        assert r.status_code == 201
-        assert r.headers["content-type"].startswith("application/json")
-        assert r.json() == {"a": [1, 2, 3]}
+            h = hashlib.sha256()
+            size = 0
+            async with client.stream("GET", url("/big")) as r:
+                requests += 1
+                assert r.status_code == 200
+                assert r.headers["transfer-encoding"] == "chunked"
+                async for chunk in r.aiter_raw():
+                    h.update(chunk)
+                    size += len(chunk)
+            assert size == len(BLOCK) * BIG_BLOCKS
+            assert h.hexdigest() == BIG_SHA
+            # flow control: the server's transport paused aiohttp instead of buffering the body
+            high_water = 64 * 1024
+            assert isinstance(record["big_max_buffered"], int)
+            assert record["big_max_buffered"] <= high_water + 65536 + 64
 
-        upload = os.urandom(5 * 1024 * 1024 + 3)
+            r = await client.get(url("/sized"))
+            requests += 1
+            assert r.headers["content-length"] == str(len(SIZED))
+            assert r.content == SIZED
 
-        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: chunked upload
-            for off in range(0, len(upload), 100_000):
-                yield upload[off : off + 100_000]
+            r = await client.post(url("/echo"), json={"a": [1, 2, 3]})
+            requests += 1
+            assert r.status_code == 201
+            assert r.headers["content-type"].startswith("application/json")
+            assert r.json() == {"a": [1, 2, 3]}
 
-        r = await client.post(url("/sha256"), content=chunks())
-        requests += 1
-        assert r.text == hashlib.sha256(upload).hexdigest()
-        r = await client.post(url("/sha256"), content=upload)
-        requests += 1
-        assert r.text == hashlib.sha256(upload).hexdigest()
+            upload = os.urandom(5 * 1024 * 1024 + 3)
 
-        r = await client.get(url(f"/static/{static.name}"))
-        requests += 1
-        assert r.status_code == 200
-        assert r.content == static.read_bytes()
+            async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: chunked upload
+                for off in range(0, len(upload), 100_000):
+                    yield upload[off : off + 100_000]
 
-        r = await client.head(url("/sized"))
-        requests += 1
-        assert r.status_code == 200 and r.content == b""
+            r = await client.post(url("/sha256"), content=chunks())
+            requests += 1
+            assert r.text == hashlib.sha256(upload).hexdigest()
+            r = await client.post(url("/sha256"), content=upload)
+            requests += 1
+            assert r.text == hashlib.sha256(upload).hexdigest()
 
-        r = await client.get(url("/missing"))
-        requests += 1
-        assert r.status_code == 404
+            r = await client.get(url(f"/static/{static.name}"))
+            requests += 1
+            assert r.status_code == 200
+            assert r.content == static.read_bytes()
 
-        replies = await asyncio.gather(*(client.get(url("/hello")) for _ in range(8)))
-        requests += 8
-        assert [x.text for x in replies] == ["hello dmsg"] * 8
+            r = await client.head(url("/sized"))
+            requests += 1
+            assert r.status_code == 200 and r.content == b""
 
-        # upstream: no connection reuse, one fresh stream per request
-        assert len(net.dialed) == requests
-        assert len({id(s) for s in net.dialed}) == requests
+            r = await client.get(url("/missing"))
+            requests += 1
+            assert r.status_code == 404
 
-    assert_all_closed(net)
-    assert asyncio.all_tasks() == baseline
+            replies = await asyncio.gather(*(client.get(url("/hello")) for _ in range(8)))
+            requests += 8
+            assert [x.text for x in replies] == ["hello dmsg"] * 8
+
+            # upstream: no connection reuse, one fresh stream per request
+            assert len(net.dialed) == requests
+            assert len({id(s) for s in net.dialed}) == requests
+
+        assert_all_closed(net)
 
 
 async def test_fetch_and_serve_app(net: StreamNetwork) -> None:
-    baseline = asyncio.all_tasks()
-    listener = await net.listen(SERVER_PK, 8080)
-    async with asyncio.TaskGroup() as tg:
-        serving = tg.create_task(serve_app(make_app(), listener))
-        r = await fetch(net.dialer(CLIENT_PK), url("/hello", 8080))
-        assert (r.status_code, r.text) == (200, "hello dmsg")
-        r = await fetch(
-            net.dialer(CLIENT_PK),
-            DmsgURL.parse(url("/echo", 8080)),
-            method="POST",
-            content=b"ping",
-            headers={"Content-Type": "text/plain"},
-        )
-        assert (r.status_code, r.text) == (201, "ping")
-        await listener.close()  # serve_app returns once its listener is gone
-    assert serving.done() and serving.exception() is None
-    assert len(net.dialed) == 2
-    assert_all_closed(net)
-    assert asyncio.all_tasks() == baseline
+    async with no_leaked_tasks():
+        listener = await net.listen(SERVER_PK, 8080)
+        async with asyncio.TaskGroup() as tg:
+            serving = tg.create_task(serve_app(make_app(), listener))
+            r = await fetch(net.dialer(CLIENT_PK), url("/hello", 8080))
+            assert (r.status_code, r.text) == (200, "hello dmsg")
+            r = await fetch(
+                net.dialer(CLIENT_PK),
+                DmsgURL.parse(url("/echo", 8080)),
+                method="POST",
+                content=b"ping",
+                headers={"Content-Type": "text/plain"},
+            )
+            assert (r.status_code, r.text) == (201, "ping")
+            await listener.close()  # serve_app returns once its listener is gone
+        assert serving.done() and serving.exception() is None
+        assert len(net.dialed) == 2
+        assert_all_closed(net)
 
 
 async def test_server_close_mid_body_fails_the_client(net: StreamNetwork) -> None:
-    baseline = asyncio.all_tasks()
-    record: dict[str, object] = {}
-    listener = await net.listen(SERVER_PK, DEFAULT_HTTP_PORT)
-    async with (
-        HTTPServer(make_app(record), listener, shutdown_timeout=0.2) as server,
-        httpx.AsyncClient(transport=DmsgTransport(net.dialer(CLIENT_PK))) as client,
-        client.stream("GET", url("/stall")) as r,
-    ):
-        body = r.aiter_raw()
-        got = 0
-        while got < 65536:
-            got += len(await anext(body))
-        await server.close()  # the handler is still writing
-        assert record.get("stall_cancelled") is True
-        with pytest.raises(httpx.RemoteProtocolError):
-            async for _ in body:
-                pass
-    assert_all_closed(net)
-    assert asyncio.all_tasks() == baseline
+    async with no_leaked_tasks():
+        record: dict[str, object] = {}
+        listener = await net.listen(SERVER_PK, DEFAULT_HTTP_PORT)
+        async with (
+            HTTPServer(make_app(record), listener, shutdown_timeout=0.2) as server,
+            httpx.AsyncClient(transport=DmsgTransport(net.dialer(CLIENT_PK))) as client,
+            client.stream("GET", url("/stall")) as r,
+        ):
+            body = r.aiter_raw()
+            got = 0
+            while got < 65536:
+                got += len(await anext(body))
+            await server.close()  # the handler is still writing
+            assert record.get("stall_cancelled") is True
+            with pytest.raises(httpx.RemoteProtocolError):
+                async for _ in body:
+                    pass
+        assert_all_closed(net)
 
 
 async def test_server_close_ends_idle_and_running_connections(net: StreamNetwork) -> None:
-    baseline = asyncio.all_tasks()
-    listener = await net.listen(SERVER_PK, DEFAULT_HTTP_PORT)
-    dial = net.dialer(CLIENT_PK)
-    async with HTTPServer(make_app(), listener) as server:
-        idle = await dial(SERVER_PK, DEFAULT_HTTP_PORT)  # sends nothing
-        partial = await dial(SERVER_PK, DEFAULT_HTTP_PORT)
-        await partial.write(b"GET /hello HTTP/1.1\r\nHost: x\r\n")
-        kept = await dial(SERVER_PK, DEFAULT_HTTP_PORT)  # one request, then kept alive
-        await kept.write(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
-        reply = await read_until(kept, b"hello dmsg")
-        assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
-        assert server.active_connections == 3
-    for stream in (idle, partial, kept):
-        assert await stream.read() == b""  # closed by the server
-        await stream.close()
-    assert_all_closed(net)
-    assert asyncio.all_tasks() == baseline
+    async with no_leaked_tasks():
+        listener = await net.listen(SERVER_PK, DEFAULT_HTTP_PORT)
+        dial = net.dialer(CLIENT_PK)
+        async with HTTPServer(make_app(), listener) as server:
+            idle = await dial(SERVER_PK, DEFAULT_HTTP_PORT)  # sends nothing
+            partial = await dial(SERVER_PK, DEFAULT_HTTP_PORT)
+            await partial.write(b"GET /hello HTTP/1.1\r\nHost: x\r\n")
+            kept = await dial(SERVER_PK, DEFAULT_HTTP_PORT)  # one request, then kept alive
+            await kept.write(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            reply = await read_until(kept, b"hello dmsg")
+            assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert server.active_connections == 3
+        for stream in (idle, partial, kept):
+            assert await stream.read() == b""  # closed by the server
+            await stream.close()
+        assert_all_closed(net)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -409,22 +406,21 @@ async def with_raw_server(
     *,
     timeout: httpx.Timeout | None = None,
 ) -> list[bytes]:
-    baseline = asyncio.all_tasks()
-    listener = await net.listen(SERVER_PK, 9000)
-    requests: list[bytes] = []
-    try:
-        async with (
-            asyncio.TaskGroup() as tg,
-            httpx.AsyncClient(
-                transport=DmsgTransport(net.dialer(CLIENT_PK)), timeout=timeout or 5.0
-            ) as client,
-        ):
-            tg.create_task(raw_server(listener, reply, requests))
-            await client_call(client)
-    finally:
-        await listener.close()
-    assert_all_closed(net)
-    assert asyncio.all_tasks() == baseline
+    async with no_leaked_tasks():
+        listener = await net.listen(SERVER_PK, 9000)
+        requests: list[bytes] = []
+        try:
+            async with (
+                asyncio.TaskGroup() as tg,
+                httpx.AsyncClient(
+                    transport=DmsgTransport(net.dialer(CLIENT_PK)), timeout=timeout or 5.0
+                ) as client,
+            ):
+                tg.create_task(raw_server(listener, reply, requests))
+                await client_call(client)
+        finally:
+            await listener.close()
+        assert_all_closed(net)
     return requests
 
 
@@ -540,23 +536,22 @@ async def test_client_connect_timeout() -> None:
 
 
 async def test_client_close_releases_unread_bodies(net: StreamNetwork) -> None:
-    baseline = asyncio.all_tasks()
-    listener = await net.listen(SERVER_PK, DEFAULT_HTTP_PORT)
-    async with HTTPServer(make_app(), listener):
-        client = httpx.AsyncClient(transport=DmsgTransport(net.dialer(CLIENT_PK)))
-        r = await client.send(client.build_request("GET", url("/big")), stream=True)
-        assert r.status_code == 200
-        body = r.aiter_raw()
-        assert await anext(body)
-        assert not net.dialed[0].closed
-        await client.aclose()  # the body was abandoned: the transport closes its stream
-        assert net.dialed[0].closed
-        await body.aclose()
-        # the server notices and serves the next client normally
-        r2 = await fetch(net.dialer(CLIENT_PK), url("/hello"))
-        assert r2.text == "hello dmsg"
-    assert_all_closed(net)
-    assert asyncio.all_tasks() == baseline
+    async with no_leaked_tasks():
+        listener = await net.listen(SERVER_PK, DEFAULT_HTTP_PORT)
+        async with HTTPServer(make_app(), listener):
+            client = httpx.AsyncClient(transport=DmsgTransport(net.dialer(CLIENT_PK)))
+            r = await client.send(client.build_request("GET", url("/big")), stream=True)
+            assert r.status_code == 200
+            body = r.aiter_raw()
+            assert await anext(body)
+            assert not net.dialed[0].closed
+            await client.aclose()  # the body was abandoned: the transport closes its stream
+            assert net.dialed[0].closed
+            await body.aclose()
+            # the server notices and serves the next client normally
+            r2 = await fetch(net.dialer(CLIENT_PK), url("/hello"))
+            assert r2.text == "hello dmsg"
+        assert_all_closed(net)
 
 
 class _GatedStream:

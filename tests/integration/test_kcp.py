@@ -12,6 +12,7 @@ import pytest
 
 from skywire.transport.kcp import Address, KCPConnection, KCPEndpoint, KCPOptions
 from skywire.wire.stream import ByteStream
+from tests.conftest import no_leaked_tasks
 
 MB = 1 << 20
 CHUNK = 64 * 1024
@@ -223,18 +224,17 @@ def _open_fds() -> int:
 
 
 async def test_no_task_or_socket_left_after_close() -> None:
-    before = asyncio.all_tasks()
-    fds = _open_fds()
-    for _ in range(5):
-        a = await KCPEndpoint.open()
-        b = await KCPEndpoint.open()
-        async with a, b:
-            dialed, accepted = await _connected(a, b)
-            await _exchange(dialed, accepted, 256 * 1024)
-        assert a.closed and b.closed
-        assert a.connections == [] and b.connections == []
-        assert dialed.closed and accepted.closed
-    assert asyncio.all_tasks() - before - {asyncio.current_task()} == set()
+    async with no_leaked_tasks():
+        fds = _open_fds()
+        for _ in range(5):
+            a = await KCPEndpoint.open()
+            b = await KCPEndpoint.open()
+            async with a, b:
+                dialed, accepted = await _connected(a, b)
+                await _exchange(dialed, accepted, 256 * 1024)
+            assert a.closed and b.closed
+            assert a.connections == [] and b.connections == []
+            assert dialed.closed and accepted.closed
     assert _open_fds() == fds
 
 

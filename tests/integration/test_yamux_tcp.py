@@ -21,6 +21,7 @@ from skywire.wire.yamux import (
     YamuxStreamResetError,
 )
 from skywire.wire.yamux_aio import YamuxSession, YamuxStream
+from tests.conftest import no_leaked_tasks
 
 Pipe = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -257,8 +258,7 @@ async def test_go_away_blocks_new_streams() -> None:
 
 @pytest.mark.timeout(10)
 async def test_close_ends_streams_leaves_no_tasks_and_closes_socket() -> None:
-    before = asyncio.all_tasks()
-    async with tcp_pair() as ((cr, cw), (sr, sw)):
+    async with no_leaked_tasks(), tcp_pair() as ((cr, cw), (sr, sw)):
         client = YamuxSession(cr, cw, client=True)
         server = YamuxSession(sr, sw, client=False)
         client.start()
@@ -293,8 +293,6 @@ async def test_close_ends_streams_leaves_no_tasks_and_closes_socket() -> None:
         assert cw.transport.is_closing() and sw.transport.is_closing()
         assert cw.get_extra_info("socket").fileno() == -1
         assert sw.get_extra_info("socket").fileno() == -1
-    leftover = asyncio.all_tasks() - before - {asyncio.current_task()}
-    assert not leftover, leftover
 
 
 @pytest.mark.timeout(10)
@@ -378,8 +376,7 @@ class _Wrapped:
 
 @pytest.mark.timeout(20)
 async def test_over_generic_byte_stream() -> None:
-    before = asyncio.all_tasks()
-    async with tcp_pair() as ((cr, cw), (sr, sw)):
+    async with no_leaked_tasks(), tcp_pair() as ((cr, cw), (sr, sw)):
         client = YamuxSession.over_stream(_Wrapped(TcpStream(cr, cw)), client=True)
         server = YamuxSession.over_stream(TcpStream(sr, sw), client=False)
         async with client, server:
@@ -393,5 +390,3 @@ async def test_over_generic_byte_stream() -> None:
             assert await out.readexactly(4) == b"back"
             assert await client.ping() >= 0
         assert cw.transport.is_closing()
-    leftover = asyncio.all_tasks() - before - {asyncio.current_task()}
-    assert not leftover, leftover

@@ -24,14 +24,8 @@ from skywire.transport.entry import (
     EntryDecodeError,
     InvalidEntryError,
     Label,
-    SettlementError,
-    SettlementInitiator,
-    SettlementRejectedError,
-    SettlementResponder,
-    SettlementStatus,
     SignedEntry,
     TransportType,
-    decode_settlement_status,
     go_json_string,
     make_entry,
     make_transport_id,
@@ -42,6 +36,14 @@ from skywire.transport.entry import (
     parse_signed_entries,
     parse_signed_entry,
     sort_edges,
+)
+from skywire.transport.settlement import (
+    SettlementError,
+    SettlementInitiator,
+    SettlementRejectedError,
+    SettlementResponder,
+    SettlementStatus,
+    decode_settlement_status,
 )
 from tests.conftest import load_vectors
 

@@ -36,6 +36,9 @@ __all__ = [
     "NoSuchFeedError",
     "RootMeta",
     "StoreError",
+    "check_links",
+    "check_meta",
+    "check_object",
 ]
 
 DEFAULT_MAX_HEADS = 10
@@ -75,12 +78,14 @@ class RootMeta:
     full: bool = False
 
 
-def _check_object(key: bytes, value: bytes) -> None:
+def check_object(key: bytes, value: bytes) -> None:
+    """Raise :class:`HashMismatchError` unless ``key`` is SHA-256 of ``value`` (every backend)."""
     if hashlib.sha256(value).digest() != key:
         raise HashMismatchError(f"object {key.hex()} does not match its bytes")
 
 
-def _check_meta(meta: RootMeta) -> None:
+def check_meta(meta: RootMeta) -> None:
+    """Refuse a Root index entry that is malformed on its own (every backend)."""
     if not 0 <= meta.nonce < 1 << 64 or not 0 <= meta.seq < 1 << 64:
         raise StoreError("nonce and seq are u64")
     if len(meta.hash) != 32 or len(meta.prev) != 32 or meta.hash == ZERO_HASH:
@@ -89,7 +94,7 @@ def _check_meta(meta: RootMeta) -> None:
         raise ChainError("a Root with seq 0 has no prev")
 
 
-def _check_links(
+def check_links(
     meta: RootMeta, same: RootMeta | None, below: RootMeta | None, above: RootMeta | None
 ) -> bool:
     """Validate ``meta`` against its neighbours; ``False`` when it is already stored."""
@@ -252,7 +257,7 @@ class MemoryStore(CXOStore):
         if inc < 0:
             raise StoreError("put cannot decrement")
         for key, value in items:
-            _check_object(key, value)
+            check_object(key, value)
         for key, value in items:
             rc, _ = self._objects.get(key, (0, value))
             self._objects[key] = (rc + inc, value)
@@ -305,11 +310,11 @@ class MemoryStore(CXOStore):
         return sorted(heads, key=lambda n: heads[n].touched)
 
     async def add_root(self, meta: RootMeta) -> list[RootMeta]:
-        _check_meta(meta)
+        check_meta(meta)
         heads = self._heads(meta.feed)
         head = heads.get(meta.nonce)
         roots = head.roots if head is not None else {}
-        new = _check_links(
+        new = check_links(
             meta, roots.get(meta.seq), roots.get(meta.seq - 1), roots.get(meta.seq + 1)
         )
         if not new:

@@ -22,9 +22,9 @@ from skywire.cxo.store import (
     NoSuchFeedError,
     RootMeta,
     StoreError,
-    _check_links,
-    _check_meta,
-    _check_object,
+    check_links,
+    check_meta,
+    check_object,
 )
 
 __all__ = ["SqliteStore"]
@@ -136,7 +136,7 @@ class SqliteStore(CXOStore):
         return None if row is None else int(row[0])
 
     async def put(self, key: bytes, value: bytes, inc: int = 1) -> int:
-        _check_object(key, value)
+        check_object(key, value)
         if inc < 0:
             raise StoreError("put cannot decrement")
         async with self._tx() as db:
@@ -153,7 +153,7 @@ class SqliteStore(CXOStore):
         if inc < 0:
             raise StoreError("put cannot decrement")
         for key, value in items:
-            _check_object(key, value)
+            check_object(key, value)
         async with self._tx() as db:
             await db.executemany(
                 "INSERT INTO cxo_objects (key, rc, value) VALUES (?, ?, ?) "
@@ -232,14 +232,14 @@ class SqliteStore(CXOStore):
         return None if row is None else _meta(row)
 
     async def add_root(self, meta: RootMeta) -> list[RootMeta]:
-        _check_meta(meta)
+        check_meta(meta)
         f, n = meta.feed.raw, _u(meta.nonce)
         async with self._tx() as db:
             await self._need_feed(meta.feed)
             same = await self._root(meta.feed, meta.nonce, meta.seq)
             below = await self._root(meta.feed, meta.nonce, meta.seq - 1)
             above = await self._root(meta.feed, meta.nonce, meta.seq + 1)
-            if not _check_links(meta, same, below, above):
+            if not check_links(meta, same, below, above):
                 return []
             row = await self._one("SELECT MAX(touched) FROM cxo_heads", ())
             touched = (row[0] or 0) + 1

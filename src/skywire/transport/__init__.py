@@ -15,16 +15,18 @@ from skywire.transport.entry import (
     EntryError,
     InvalidEntryError,
     Label,
-    SettlementError,
-    SettlementInitiator,
-    SettlementRejectedError,
-    SettlementResponder,
-    SettlementStatus,
     SignedEntry,
     TransportType,
     make_entry,
     make_transport_id,
     sort_edges,
+)
+from skywire.transport.settlement import (
+    SettlementError,
+    SettlementInitiator,
+    SettlementRejectedError,
+    SettlementResponder,
+    SettlementStatus,
 )
 
 __all__ = [

@@ -26,15 +26,17 @@ from skywire.cipher import PubKey, SecKey
 from skywire.transport.entry import (
     Entry,
     EntryError,
-    SettlementError,
-    SettlementInitiator,
-    SettlementResponder,
-    SettlementStatus,
     SignedEntry,
     make_entry,
     make_transport_id,
 )
 from skywire.transport.network import Conn, Network, TransportNetworkError
+from skywire.transport.settlement import (
+    SettlementError,
+    SettlementInitiator,
+    SettlementResponder,
+    SettlementStatus,
+)
 from skywire.wire.errors import WireError
 
 log = logging.getLogger(__name__)

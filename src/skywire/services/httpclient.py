@@ -8,6 +8,8 @@ family, so callers catch ``(TheServiceError, OSError, TimeoutError)`` and nothin
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
@@ -27,13 +29,33 @@ def describe(exc: BaseException) -> str:
     return f"{name}: {text}" if text else name
 
 
-class HTTPClientBase:
-    """Base of the typed service clients; usable as ``async with``."""
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """One answer: its status, whole body and content type."""
 
-    def __init__(self, session: aiohttp.ClientSession | None, timeout: float) -> None:
+    status: int
+    body: bytes
+    content_type: str = ""
+
+
+class HTTPClientBase:
+    """Base of the typed service clients; usable as ``async with``.
+
+    ``unreachable`` builds the error a request that cannot be made raises (a client's own
+    ``ConnectionError`` subclass); subclasses may override :meth:`unreachable` instead.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession | None,
+        timeout: float,
+        *,
+        unreachable: Callable[[str], Exception] | None = None,
+    ) -> None:
         self._session = session
         self._owns_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._unreachable = unreachable
 
     async def __aenter__(self) -> Self:
         return self
@@ -54,6 +76,8 @@ class HTTPClientBase:
 
     def unreachable(self, detail: str) -> Exception:
         """The error raised when a request cannot be made; clients return their own type."""
+        if self._unreachable is not None:
+            return self._unreachable(detail)
         return ServiceUnreachableError(detail)
 
     async def fetch(
@@ -64,14 +88,14 @@ class HTTPClientBase:
         data: bytes | None = None,
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
-    ) -> tuple[int, bytes]:
+    ) -> Fetched:
         """One request: its status and whole body. aiohttp's errors and time-outs come out as
         :meth:`unreachable` errors naming the request."""
         try:
             async with self._http().request(
                 method, url, data=data, params=params, headers=headers, timeout=self._timeout
             ) as resp:
-                return resp.status, await resp.read()
+                return Fetched(resp.status, await resp.read(), resp.content_type)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self.unreachable(f"{method} {url}: {describe(exc)}") from exc
 

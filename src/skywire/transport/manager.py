@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from skywire.cipher import PubKey, SecKey
+from skywire.dmsg.errors import DmsgError
 from skywire.transport.entry import (
     Entry,
     EntryError,
@@ -31,6 +32,7 @@ from skywire.transport.entry import (
     make_transport_id,
 )
 from skywire.transport.network import Conn, Network, TransportNetworkError
+from skywire.transport.resolver import ResolverError
 from skywire.transport.settlement import (
     SettlementError,
     SettlementInitiator,
@@ -56,8 +58,28 @@ class TransportError(Exception):
     """A transport could not be made, or is gone."""
 
 
+class RegistryError(Exception):
+    """Transport discovery refused a request, or could not be asked (the base of its
+    client's errors)."""
+
+
+REGISTRY_ERRORS: tuple[type[BaseException], ...] = (RegistryError, OSError, TimeoutError)
+"""What a :class:`Registry` call may raise."""
+
+
+CARRIER_START_ERRORS: tuple[type[BaseException], ...] = (
+    ResolverError,
+    DmsgError,
+    WireError,
+    OSError,
+    TimeoutError,
+)
+"""Why a carrier may fail to start (a port taken, a resolver that refused or is away...)."""
+
+
 class Registry(Protocol):
-    """Where transports are published (transport discovery)."""
+    """Where transports are published (transport discovery); every call raises one of
+    :data:`REGISTRY_ERRORS` or nothing."""
 
     async def register(self, entries: list[SignedEntry]) -> None: ...
 
@@ -221,10 +243,10 @@ class TransportManager:
         for tp_type, net in list(self.networks.items()):
             try:
                 await net.start()
-            except Exception as exc:  # a carrier that cannot start is left out, not fatal
+            except CARRIER_START_ERRORS as exc:  # a carrier that cannot start is left out
                 log.warning("transport type %s unavailable: %s", tp_type, exc)
                 del self.networks[tp_type]
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(*CARRIER_START_ERRORS):
                     await net.close()
                 continue
             self._spawn(self._accept_loop(net), f"tp-accept-{net.tp_type}")
@@ -350,7 +372,7 @@ class TransportManager:
             return
         try:
             await self.registry.deregister(tp_id)
-        except Exception as exc:  # the registry's client errors vary
+        except REGISTRY_ERRORS as exc:
             log.info("could not deregister transport %s: %s", tp_id, exc)
 
     # ------------------------------------------------------------------ settlement
@@ -380,7 +402,7 @@ class TransportManager:
                 if self.registry is not None:
                     try:
                         await self.registry.register([s.signed_entry])
-                    except Exception as exc:
+                    except REGISTRY_ERRORS as exc:
                         log.warning(
                             "transport discovery refused %s: %s", s.signed_entry.entry.id, exc
                         )
@@ -519,7 +541,7 @@ class TransportManager:
                 if self.registry is not None:
                     try:
                         await self.registry.report_latency(tp.id, ms)
-                    except Exception as exc:
+                    except REGISTRY_ERRORS as exc:
                         log.debug("latency report for %s failed: %s", tp.id, exc)
 
 

@@ -20,7 +20,12 @@ from skywire.router import Router, RouterConfig
 from skywire.services.ar.client import ARClient
 from skywire.services.dmsgdisc.client import DiscClient
 from skywire.services.rf.client import RFClient
-from skywire.transport.manager import ManagedTransport, Registry, TransportManager
+from skywire.transport.manager import (
+    REGISTRY_ERRORS,
+    ManagedTransport,
+    Registry,
+    TransportManager,
+)
 from skywire.transport.network import DmsgNetwork, Network, TCPNetwork, static_table
 from skywire.transport.resolved import StcprNetwork, SudphNetwork
 from skywire.visor.config import VisorConfig
@@ -142,7 +147,7 @@ class Visor:
         if self._registry is None or self.tm is None:
             return
         for tp in list(self.tm.transports.values()):
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(*REGISTRY_ERRORS):
                 await self._registry.deregister(tp.id)
 
     async def ready(self, timeout: float = 10.0) -> None:

@@ -35,7 +35,13 @@ from skywire.services.ar.udp import (
 from skywire.services.httpauth import HTTPAuthClient, HTTPStatusError
 from skywire.transport.handshake import InitiatorHandshake
 from skywire.transport.kcp import Address, KCPConnection, KCPEndpoint
-from skywire.transport.resolver import NoEntryError, ResolverError, VisorData, VisorDataError
+from skywire.transport.resolver import (
+    NoEntryError,
+    ResolverError,
+    ResolverUnreachableError,
+    VisorData,
+    VisorDataError,
+)
 
 __all__ = ["ARClient", "ARError", "SUDPHBind"]
 
@@ -217,7 +223,13 @@ class ARClient:
         self.sk = sk
         self.pk = sk.pubkey()
         self.udp_addr = udp_addr if udp_addr is not None else _default_udp_addr(self.base_url)
-        self._http = HTTPAuthClient(self.base_url, sk, session, timeout=timeout)
+        self._http = HTTPAuthClient(
+            self.base_url,
+            sk,
+            session,
+            timeout=timeout,
+            unreachable=lambda detail: ResolverUnreachableError(f"address resolver: {detail}"),
+        )
         self._binds: list[SUDPHBind] = []
 
     async def __aenter__(self) -> Self:

@@ -84,12 +84,12 @@ class DiscClient(HTTPClientBase):
         params: dict[str, str] | None = None,
     ) -> bytes:
         headers = {"Content-Type": "application/json"} if body is not None else None
-        status, payload = await self.fetch(
+        got = await self.fetch(
             method, self.base_url + path, data=body, params=params, headers=headers
         )
-        if status != 200:
-            raise error_from_response(status, payload)
-        return payload
+        if got.status != 200:
+            raise error_from_response(got.status, got.body)
+        return got.body
 
     # -- entries -----------------------------------------------------------------------------
 

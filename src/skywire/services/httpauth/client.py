@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +111,7 @@ class HTTPAuthClient(HTTPClientBase):
         *,
         timeout: float = 20.0,
         public_ip: str = "",
+        unreachable: Callable[[str], Exception] | None = None,
     ) -> None:
         base = base_url.rstrip("/")
         if "://" not in base:
@@ -117,7 +119,7 @@ class HTTPAuthClient(HTTPClientBase):
         self.base_url = base
         self._sk = sk
         self.pk = sk.pubkey()
-        super().__init__(session, timeout)
+        super().__init__(session, timeout, unreachable=unreachable)
         self._public_ip = public_ip
         self._nonce: int | None = None
         self._lock = asyncio.Lock()
@@ -130,10 +132,10 @@ class HTTPAuthClient(HTTPClientBase):
     async def fetch_nonce(self) -> int:
         """Ask the server for this key's next nonce (and use it from now on)."""
         url = f"{self.base_url}{NONCE_PATH}{self.pk.hex()}"
-        async with self._http().get(url, timeout=self._timeout) as resp:
-            body = await resp.read()
-            if resp.status != 200:
-                raise HTTPStatusError(resp.status, body, "GET", url)
+        got = await self.fetch("GET", url)
+        body = got.body
+        if got.status != 200:
+            raise HTTPStatusError(got.status, body, "GET", url)
         try:
             obj = json.loads(body)
             nonce = obj["next_nonce"]
@@ -159,16 +161,10 @@ class HTTPAuthClient(HTTPClientBase):
         )
         if body:
             all_headers.setdefault("Content-Type", "application/json")
-        async with self._http().request(
-            method,
-            url,
-            data=body if body else None,
-            params=params,
-            headers=all_headers,
-            timeout=self._timeout,
-        ) as resp:
-            payload = await resp.read()
-            return HTTPAuthResponse(resp.status, payload, resp.content_type)
+        got = await self.fetch(
+            method, url, data=body if body else None, params=params, headers=all_headers
+        )
+        return HTTPAuthResponse(got.status, got.body, got.content_type)
 
     async def request(
         self,
@@ -198,10 +194,8 @@ class HTTPAuthClient(HTTPClientBase):
         self, method: str, path: str, *, params: dict[str, str] | None = None
     ) -> HTTPAuthResponse:
         """A plain request to a public endpoint of the same service (no headers, no nonce)."""
-        async with self._http().request(
-            method, self.base_url + path, params=params, timeout=self._timeout
-        ) as resp:
-            return HTTPAuthResponse(resp.status, await resp.read(), resp.content_type)
+        got = await self.fetch(method, self.base_url + path, params=params)
+        return HTTPAuthResponse(got.status, got.body, got.content_type)
 
     async def _call(
         self, method: str, path: str, body: bytes, params: dict[str, str] | None

@@ -118,10 +118,10 @@ class RFClient(HTTPClientBase):
 
     async def _request(self, method: str, path: str, body: bytes | None = None) -> bytes:
         headers = {"Content-Type": "application/json"} if body is not None else None
-        status, payload = await self.fetch(method, self.base_url + path, data=body, headers=headers)
-        if status != 200:
-            raise _error_from_response(status, payload)
-        return payload
+        got = await self.fetch(method, self.base_url + path, data=body, headers=headers)
+        if got.status != 200:
+            raise _error_from_response(got.status, got.body)
+        return got.body
 
     async def find_routes(
         self,

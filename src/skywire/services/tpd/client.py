@@ -4,8 +4,9 @@ Every call but :meth:`TPDClient.all_transports` and :meth:`TPDClient.health` is 
 through :class:`~skywire.services.httpauth.HTTPAuthClient`. A non-2xx answer raises the
 :class:`TPDError` subclass of its status (``TPDNotFoundError`` for 404, ``TPDConflictError``
 for 409 — which settlement ignores —, …); a 2xx answer that does not parse raises
-:class:`~skywire.transport.entry.EntryDecodeError`. Connection failures surface as
-``aiohttp.ClientError`` / ``TimeoutError``.
+:class:`~skywire.transport.entry.EntryDecodeError`. A discovery that cannot be asked raises
+:class:`TPDUnreachableError`; both it and :class:`TPDError` are the transport layer's
+``RegistryError``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from skywire.transport.entry import (
     parse_entries,
     parse_entry,
 )
+from skywire.transport.manager import RegistryError
 
 __all__ = [
     "TPDBadRequestError",
@@ -37,11 +39,16 @@ __all__ = [
     "TPDNotFoundError",
     "TPDRegistry",
     "TPDUnauthorizedError",
+    "TPDUnreachableError",
 ]
 
 
-class TPDError(HTTPStatusError):
+class TPDError(HTTPStatusError, RegistryError):
     """A refusal by transport discovery: ``status``, ``message``, raw ``body``."""
+
+
+class TPDUnreachableError(RegistryError, ConnectionError):
+    """Transport discovery could not be asked (refused, reset, timed out)."""
 
 
 class TPDBadRequestError(TPDError):
@@ -95,7 +102,14 @@ class TPDClient:
         timeout: float = 20.0,
         public_ip: str = "",
     ) -> None:
-        self._auth = HTTPAuthClient(base_url, sk, session, timeout=timeout, public_ip=public_ip)
+        self._auth = HTTPAuthClient(
+            base_url,
+            sk,
+            session,
+            timeout=timeout,
+            public_ip=public_ip,
+            unreachable=lambda detail: TPDUnreachableError(f"transport discovery: {detail}"),
+        )
         self.base_url = self._auth.base_url
 
     @property

@@ -18,9 +18,9 @@ import logging
 import struct
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from skywire.cipher import PubKey, SecKey
 from skywire.dmsg.errors import DmsgError
@@ -40,6 +40,7 @@ from skywire.transport.settlement import (
     SettlementStatus,
 )
 from skywire.wire.errors import WireError
+from skywire.wire.tasks import TaskTree, TaskTreeClosedError
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +233,9 @@ class TransportManager:
         self.latency_interval = latency_interval
         self.transports: dict[uuid.UUID, ManagedTransport] = {}
         self.packet_handler: PacketHandler | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        # every task: accept loops, settlements, the persistent and latency loops, one reader
+        # per transport (also kept by ID in _readers)
+        self._tasks = TaskTree("transport-manager", log)
         self._readers: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._dialing: dict[uuid.UUID, asyncio.Future[ManagedTransport]] = {}
         self._changed = asyncio.Event()
@@ -240,6 +243,7 @@ class TransportManager:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        await self._tasks.start()
         for tp_type, net in list(self.networks.items()):
             try:
                 await net.start()
@@ -261,13 +265,11 @@ class TransportManager:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        async def run() -> None:
-            await coro
-
-        task = asyncio.create_task(run(), name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        try:
+            self._tasks.spawn(coro, name)
+        except TaskTreeClosedError:
+            log.debug("transport manager closed: %s not started", name)
 
     async def close(self) -> None:
         """Close every transport and carrier; await every task. Entries stay in discovery
@@ -275,13 +277,9 @@ class TransportManager:
         if self._closed:
             return
         self._closed = True
-        tasks = set(self._tasks) | set(self._readers.values())
-        for task in tasks:
-            task.cancel()
         for fut in self._dialing.values():
             fut.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        await self._tasks.close()
         for tp in list(self.transports.values()):
             await tp.close()
         self.transports.clear()
@@ -430,13 +428,8 @@ class TransportManager:
             self._spawn(old.close(), f"tp-close-old-{entry.id}")
         tp = ManagedTransport(entry, conn, self.pk)
         self.transports[entry.id] = tp
-        old_reader = self._readers.get(entry.id)
-        if old_reader is not None and not old_reader.done():
-            # still owned: close() awaits it with the other tasks
-            self._tasks.add(old_reader)
-            old_reader.add_done_callback(self._tasks.discard)
-        reader = asyncio.create_task(self._read_loop(tp), name=f"tp-read-{entry.id}")
-        self._readers[entry.id] = reader
+        # a replaced transport's reader stays in the tree until it ends
+        self._readers[entry.id] = self._tasks.spawn(self._read_loop(tp), f"tp-read-{entry.id}")
         self._changed.set()
         log.info("transport %s (%s) with %s is up", entry.id, entry.type, tp.remote_pk)
         return tp

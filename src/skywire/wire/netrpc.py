@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from skywire.wire.errors import GobError, RPCError
+from skywire.wire.errors import GobError, RPCError, WireError
 from skywire.wire.gob import (
     DEFAULT_MAX_DEPTH,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -465,7 +465,7 @@ class _ServerConn:
             max_message_size=server._max_message_size,
             max_depth=server._max_depth,
         )
-        self.handlers: set[asyncio.Task[None]] = set()
+        self.handlers: asyncio.TaskGroup | None = None  # one task per request being handled
         self.sender: _Sender | None = None
         self.write_failed = False
 
@@ -476,27 +476,23 @@ class _ServerConn:
     async def run(self) -> None:
         self.sender = _Sender(self.stream, self._write_failed)
         try:
-            try:
-                while True:
-                    data = await self.stream.read(self.server._read_size)
-                    if not data:
-                        break
-                    self.codec.feed(data)
-                    while (req := self.codec.next_request(self._arg_type)) is not None:
-                        self._dispatch(req)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.debug("rpc server: stop reading: %r", exc)
-            if self.handlers:
-                await asyncio.gather(*self.handlers, return_exceptions=True)
+            # Leaving the group waits for the requests already received to be answered;
+            # cancelling run() cancels them.
+            async with asyncio.TaskGroup() as handlers:
+                self.handlers = handlers
+                try:
+                    while True:
+                        data = await self.stream.read(self.server._read_size)
+                        if not data:
+                            break
+                        self.codec.feed(data)
+                        while (req := self.codec.next_request(self._arg_type)) is not None:
+                            self._dispatch(req)
+                except Exception as exc:  # bad bytes or a broken stream: stop reading
+                    log.debug("rpc server: stop reading: %r", exc)
             await self.sender.flush_and_stop()
         finally:
-            for task in self.handlers:
-                task.cancel()
-            for task in list(self.handlers):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            self.handlers = None
             await self.sender.cancel()
             await self.stream.close()
 
@@ -518,9 +514,8 @@ class _ServerConn:
                 self.codec.encode_response(req.header, None, INVALID_REQUEST, str(req.error))
             )
             return
-        task = asyncio.get_running_loop().create_task(self._handle(req, found))
-        self.handlers.add(task)
-        task.add_done_callback(self.handlers.discard)
+        assert self.handlers is not None
+        self.handlers.create_task(self._handle(req, found))
 
     async def _handle(self, req: RPCRequest, method: RPCMethod) -> None:
         try:
@@ -529,4 +524,9 @@ class _ServerConn:
             message = str(exc) or type(exc).__name__
             self._send(self.codec.encode_response(req.header, None, INVALID_REQUEST, message))
             return
-        self._send(self.codec.encode_response(req.header, reply, method.reply_type))
+        try:
+            data = self.codec.encode_response(req.header, reply, method.reply_type)
+        except (WireError, TypeError, ValueError) as exc:  # a reply that does not fit its type
+            log.warning("rpc server: %s: cannot encode the reply: %s", req.header, exc)
+            data = self.codec.encode_response(req.header, None, INVALID_REQUEST, f"reply: {exc}")
+        self._send(data)

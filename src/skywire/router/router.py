@@ -23,23 +23,25 @@ import contextlib
 import logging
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from skywire.cipher import PubKey
 from skywire.dmsg.client import Client
+from skywire.router.config import (
+    DEFAULT_KEEP_ALIVE,
+    EPHEMERAL_PORTS,
+    RouteDialError,
+    RouteFinderClient,
+    RouterConfig,
+)
 from skywire.router.gateway import GATEWAY_PORT, Gateway
+from skywire.router.paths import check_chain, consume_matches, first_allowed
 from skywire.router.route_group import (
-    DEFAULT_CLOSE_WAIT,
-    DEFAULT_HANDSHAKE_RETRANSMIT,
-    DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_PING_INTERVAL,
     RouteClosedError,
     RouteGroup,
-    RouteGroupConfig,
     RouteHandshakeError,
 )
 from skywire.router.setup_client import (
-    SETUP_TIMEOUT,
     BidirectionalRoute,
     EdgeRules,
     FailureCode,
@@ -71,61 +73,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_KEEP_ALIVE = 30.0
-"""Route keep-alive in seconds ([2024] ``DefaultRouteKeepAlive``)."""
-EPHEMERAL_PORTS = range(49152, 65536)
-
-
-class RouteFinderClient(Protocol):
-    """The part of :class:`skywire.services.rf.client.RFClient` the router uses; it raises
-    :class:`~skywire.routing.route.RouteQueryError`, ``OSError`` or ``TimeoutError``."""
-
-    async def find_routes(
-        self,
-        edges: Sequence[PathEdges | tuple[PubKey, PubKey]],
-        *,
-        min_hops: int = ...,
-        max_hops: int = ...,
-        num_routes: int | None = ...,
-    ) -> dict[PathEdges, list[list[Hop]]]: ...
-
-
-class RouteDialError(ConnectionError):
-    """No route to the remote app could be set up."""
-
-
-@dataclass(frozen=True)
-class RouterConfig:
-    setup_nodes: tuple[PubKey, ...] = ()
-    """Setup nodes this visor asks for routes and trusts on port 136."""
-    min_hops: int = 1
-    max_hops: int = 50
-    keep_alive: float = DEFAULT_KEEP_ALIVE
-    encrypt: bool = True
-    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
-    handshake_retransmit: float = DEFAULT_HANDSHAKE_RETRANSMIT
-    ping_interval: float = DEFAULT_PING_INTERVAL
-    close_wait: float = DEFAULT_CLOSE_WAIT
-    gc_interval: float = 5.0
-    setup_timeout: float = SETUP_TIMEOUT
-    setup_attempts: int = 3
-    """Whole-route attempts of one dial (new route each time, failed intermediaries excluded)."""
-    rf_retry_interval: float = 0.5
-    rf_retry_total: float = 2.0
-    route_candidates: int = 8
-    """Paths asked of the route finder per direction, so that excluded ones can be skipped."""
-    accept_backlog: int = 32
-    serve_gateway: bool = True
-
-    def group_config(self) -> RouteGroupConfig:
-        return RouteGroupConfig(
-            encrypt=self.encrypt,
-            handshake_timeout=self.handshake_timeout,
-            handshake_retransmit=self.handshake_retransmit,
-            ping_interval=self.ping_interval,
-            close_wait=self.close_wait,
-        )
 
 
 class RouteListener:
@@ -405,7 +352,7 @@ class Router:
     async def add_edge_rules(self, rules: EdgeRules) -> None:
         """Responder edge: save the rules, make the group, accept it after the handshake."""
         desc = rules.forward.desc
-        if desc.src_pk != self.pk or not _consume_matches(rules.reverse, desc):
+        if desc.src_pk != self.pk or not consume_matches(rules.reverse, desc):
             raise RoutingFailure(FailureCode.ADD_RULES, "edge rules are not for this visor")
         listener = self._listeners.get(desc.src_port)
         if listener is None or listener.closed:
@@ -465,6 +412,63 @@ class Router:
         finally:
             self._pending_ports.discard(port)
 
+    async def dial_source_route(
+        self,
+        remote: PubKey,
+        remote_port: int,
+        forward: Sequence[Hop],
+        reverse: Sequence[Hop],
+        *,
+        local_port: int = 0,
+    ) -> RouteGroup:
+        """A route group to ``remote:remote_port`` over exactly the hops given, both ways (the
+        route finder is not asked). The hops must chain from this visor to ``remote`` and
+        back; the setup node installs them as they are."""
+        if self.setup is None:
+            raise RouteDialError("no route setup node configured")
+        if remote == self.pk:
+            raise RouteDialError("cannot dial a route to oneself")
+        check_chain(forward, self.pk, remote, "forward")
+        check_chain(reverse, remote, self.pk, "reverse")
+        port = local_port or self._ephemeral_port()
+        self._pending_ports.add(port)
+        self.stats.dials += 1
+        desc = RouteDescriptor(self.pk, remote, port, remote_port)
+        route = BidirectionalRoute(
+            desc, int(self.config.keep_alive * 1e9), tuple(forward), tuple(reverse)
+        )
+        try:
+            return await self._setup_and_establish(route)
+        except (RouteSetupError, RouteHandshakeError) as exc:
+            self.stats.dial_failures += 1
+            raise RouteDialError(f"source route to {remote}:{remote_port}: {exc}") from exc
+        except BaseException:
+            self.stats.dial_failures += 1
+            raise
+        finally:
+            self._pending_ports.discard(port)
+
+    async def _setup_and_establish(self, route: BidirectionalRoute) -> RouteGroup:
+        """Ask the setup node for ``route``, install this edge, run the route handshake."""
+        assert self.setup is not None
+        desc = route.desc
+        try:
+            edge = await self.setup.dial_route_group(route)
+        except RouteSetupError:
+            self.stats.setup_failures += 1
+            raise
+        if edge.forward.desc != desc or not consume_matches(edge.reverse, desc):
+            raise RouteDialError("setup node answered with rules for another route")
+        rg = self._install_edge(edge, initiator=True)
+        rg.route = route
+        try:
+            await rg.establish()
+        except RouteHandshakeError:
+            self.stats.handshake_failures += 1
+            await rg.abort()
+            raise
+        return rg
+
     async def _dial(self, desc: RouteDescriptor, min_hops: int, max_hops: int) -> RouteGroup:
         assert self.setup is not None
         excluded: set[PubKey] = set()
@@ -480,28 +484,16 @@ class Router:
                 break
             route = BidirectionalRoute(desc, keep_alive_ns, tuple(fwd), tuple(rev))
             try:
-                edge = await self.setup.dial_route_group(route)
+                return await self._setup_and_establish(route)
             except RouteSetupError as exc:
-                self.stats.setup_failures += 1
                 named = set(pks_in_text(str(exc))) & route.intermediaries()
                 self._exclude(excluded, named)
                 errors.append(str(exc))
                 log.info("route setup to %s failed: %s", desc.dst_pk, exc)
-                continue
-            if edge.forward.desc != desc or not _consume_matches(edge.reverse, desc):
-                raise RouteDialError("setup node answered with rules for another route")
-            rg = self._install_edge(edge, initiator=True)
-            rg.route = route
-            try:
-                await rg.establish()
             except RouteHandshakeError as exc:
-                self.stats.handshake_failures += 1
-                await rg.abort()
                 self._exclude(excluded, route.intermediaries())
                 errors.append(str(exc))
                 log.info("route to %s: %s", desc.dst_pk, exc)
-                continue
-            return rg
         raise RouteDialError(f"no route to {desc.dst_pk}:{desc.dst_port}: " + " | ".join(errors))
 
     def _exclude(self, excluded: set[PubKey], pks: set[PubKey]) -> None:
@@ -526,8 +518,8 @@ class Router:
             except (RouteQueryError, OSError, TimeoutError) as exc:
                 problem = f"route finder: {exc}"
             else:
-                fwd = _first_allowed(found.get(fwd_key, []), excluded)
-                rev = _first_allowed(found.get(rev_key, []), excluded)
+                fwd = first_allowed(found.get(fwd_key, []), excluded)
+                rev = first_allowed(found.get(rev_key, []), excluded)
                 if fwd is not None and rev is not None:
                     return fwd, rev
                 raise RouteDialError(
@@ -537,18 +529,3 @@ class Router:
             if self._loop.time() + self.config.rf_retry_interval > deadline:
                 raise RouteDialError(f"no route to {remote}: {problem}")
             await asyncio.sleep(self.config.rf_retry_interval)
-
-
-def _first_allowed(paths: list[list[Hop]], excluded: set[PubKey]) -> list[Hop] | None:
-    for path in paths:
-        if path and not any(h.dst in excluded for h in path[:-1]):
-            return path
-    return None
-
-
-def _consume_matches(cons: ConsumeRule, desc: RouteDescriptor) -> bool:
-    """Whether an edge's Consume rule belongs to the route ``desc`` (seen from that edge).
-
-    Upstream setup nodes give it the descriptor of the path arriving at the edge (``desc``
-    inverted); earlier versions of this package's setup node gave it ``desc`` itself."""
-    return cons.desc == desc.invert() or cons.desc == desc

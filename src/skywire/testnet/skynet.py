@@ -10,6 +10,7 @@ in a row, so that a route from the first to the last crosses every intermediate.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 from skywire.cipher import SecKey
@@ -41,8 +42,10 @@ class LocalSkywire:
         tpd_port: int = 0,
         rf_port: int = 0,
         ar_port: int = 0,
+        configure: Callable[[int, VisorConfig], None] | None = None,
     ) -> None:
         self.dmsg = dmsg
+        self.configure = configure
         self.n_visors = visors
         self.data_dir = data_dir
         self.latency_interval = latency_interval
@@ -110,8 +113,11 @@ class LocalSkywire:
         return cfg
 
     async def add_visor(self, sk: SecKey | None = None) -> Visor:
+        """One more visor; ``configure(index, cfg)`` (if given) edits its config first."""
         assert self.ar is not None and self.tpd is not None
         cfg = self.config(sk)
+        if self.configure is not None:
+            self.configure(len(self.visors), cfg)
         registry = await self._stack.enter_async_context(TPDRegistry(self.tpd.url, cfg.sk))
         visor = Visor(
             cfg,

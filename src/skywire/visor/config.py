@@ -124,6 +124,34 @@ class LauncherConfig(_Model):
     display_node_ip: bool = False
 
 
+class DmsgWebConfig(_Model):
+    """The embedded ``.dmsg`` resolving proxy (SOCKS5 and HTTP proxy on one port)."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1:4445"
+    alias: str = "skywire"
+    ready_timeout: float = 10.0
+    """Seconds a request may wait for dmsg to be ready before it fails."""
+
+
+class SkynetService(_Model):
+    """A local TCP service published on a routing port (reached as ``<pk>.skynet:<port>``)."""
+
+    port: int
+    address: str
+
+
+class SkynetWebConfig(_Model):
+    """The embedded ``.skynet`` resolving proxy, and the local services this visor publishes."""
+
+    enabled: bool = False
+    listen: str = "127.0.0.1:4446"
+    alias: str = "skywire"
+    idle_timeout: float = 120.0
+    """Seconds an unused pooled route is kept before it is closed."""
+    services: list[SkynetService] = Field(default_factory=list)
+
+
 class PersistentTransport(_Model):
     pk: PubKey
     type: str
@@ -152,6 +180,8 @@ class VisorConfig(_Model):
     shutdown_timeout: str = "10s"
     is_public: bool = False
     persistent_transports: list[PersistentTransport] | None = None
+    dmsg_web: DmsgWebConfig = Field(default_factory=DmsgWebConfig)
+    skynet_web: SkynetWebConfig = Field(default_factory=SkynetWebConfig)
 
     @model_validator(mode="after")
     def _keys_match(self) -> VisorConfig:

@@ -16,6 +16,7 @@ from typing import Any
 from skywire import __version__
 from skywire.cipher import PubKey
 from skywire.dmsg.client import Client
+from skywire.proxy.skynet import TransportLookup
 from skywire.router import Router, RouterConfig
 from skywire.services.ar.client import ARClient
 from skywire.services.dmsgdisc.client import DiscClient
@@ -30,6 +31,7 @@ from skywire.transport.network import DmsgNetwork, Network, TCPNetwork, static_t
 from skywire.transport.resolved import StcprNetwork, SudphNetwork
 from skywire.visor.config import VisorConfig
 from skywire.visor.rpc import RPCServer
+from skywire.visor.web import VisorWeb
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class Visor:
         self.dmsg: Client | None = None
         self.tm: TransportManager | None = None
         self.rpc: RPCServer | None = None
+        self.web: VisorWeb | None = None
         self._disc: DiscClient | None = None
         # What start() brought up, closed in reverse by close().
         self._stack = contextlib.AsyncExitStack()
@@ -134,6 +137,10 @@ class Visor:
             ),
         )
         await st.enter_async_context(self.router)
+        lookup = self._registry if isinstance(self._registry, TransportLookup) else None
+        self.web = await st.enter_async_context(
+            VisorWeb(cfg, self.dmsg, self.router, self.tm, lookup)
+        )
         if self._rpc_enabled:
             self.rpc = await st.enter_async_context(RPCServer(self, cfg.cli_addr))
         log.info("visor %s up", self.pk)
@@ -175,6 +182,18 @@ class Visor:
     def transports(self) -> list[ManagedTransport]:
         assert self.tm is not None
         return list(self.tm.transports.values())
+
+    def web_info(self) -> dict[str, Any]:
+        assert self.web is not None
+        return self.web.info()
+
+    async def publish(self, port: int, address: str) -> None:
+        assert self.web is not None
+        await self.web.publish(port, address)
+
+    async def unpublish(self, port: int) -> bool:
+        assert self.web is not None
+        return await self.web.unpublish(port)
 
     def transport_types(self) -> list[str]:
         assert self.tm is not None

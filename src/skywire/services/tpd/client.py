@@ -163,6 +163,13 @@ class TPDClient:
         except TPDNotFoundError:
             return []
 
+    async def find_transport(self, tp_id: uuid.UUID) -> Entry | None:
+        """The entry of ``tp_id``, or None when transport discovery does not know it."""
+        try:
+            return await self.get_transport_by_id(tp_id)
+        except TPDNotFoundError:
+            return None
+
     async def delete_transport(self, tp_id: uuid.UUID) -> None:
         """Deregister a transport this key is an edge of."""
         await self._signed("DELETE", f"/transports/id:{tp_id}")
@@ -238,6 +245,13 @@ class TPDRegistry:
             await self.client.delete_transport(tp_id)
         except TPDNotFoundError:
             return
+
+    async def find_transport(self, tp_id: uuid.UUID) -> Entry | None:
+        """See :meth:`TPDClient.find_transport` (what a source route asks of a hop)."""
+        return await self.client.find_transport(tp_id)
+
+    async def get_transports_by_edge(self, pk: PubKey) -> list[Entry]:
+        return await self.client.get_transports_by_edge(pk)
 
     async def report_latency(self, tp_id: uuid.UUID, latency_ms: float) -> None:
         await self.client.report_latency(tp_id, latency_ms)

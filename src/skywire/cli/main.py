@@ -29,12 +29,25 @@ def version() -> None:
 
 def _register() -> None:
     """Attach the sub-commands that live in their own modules."""
-    from skywire.cli import demo, dmsg, dmsg_disc, svc_ar, svc_rf, svc_rsn, svc_tpd, visor
+    from skywire.cli import (
+        demo,
+        dmsg,
+        dmsg_disc,
+        dmsg_web,
+        skynet,
+        svc_ar,
+        svc_rf,
+        svc_rsn,
+        svc_tpd,
+        visor,
+    )
 
     demo.register(app)
     visor.register(app)
+    skynet.register()
     dmsg.register(dmsg_app)
     dmsg_disc.register(dmsg_app)
+    dmsg_web.register(dmsg_app)
     svc_rf.register(svc_app)
     svc_tpd.register(svc_app)
     svc_ar.register(svc_app)

@@ -43,7 +43,7 @@ TESTNET = {
 }
 
 
-def _pk(text: str) -> PubKey:
+def parse_pk(text: str) -> PubKey:
     try:
         pk = PubKey.parse(text)
     except CipherError as exc:
@@ -53,7 +53,7 @@ def _pk(text: str) -> PubKey:
     return pk
 
 
-def _call(rpc: str, method: str, path: str, body: Any = None) -> Any:
+def call_visor(rpc: str, method: str, path: str, body: Any = None) -> Any:
     from skywire.visor.rpc import RPCClient, RPCClientError
 
     try:
@@ -109,7 +109,7 @@ def config_gen(
 @visor_app.command("info")
 def visor_info(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -> None:
     """Summary of the running visor."""
-    info = _call(rpc, "GET", "/visor/info")
+    info = call_visor(rpc, "GET", "/visor/info")
     if as_json:
         out.print_json(json.dumps(info))
         return
@@ -124,7 +124,7 @@ def visor_info(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -
 @visor_app.command("pk")
 def visor_pk(rpc: RpcOption = "localhost:3435") -> None:
     """The running visor's public key."""
-    out.print(_call(rpc, "GET", "/visor/info")["pk"])
+    out.print(call_visor(rpc, "GET", "/visor/info")["pk"])
 
 
 # ------------------------------------------------------------------------------ transports
@@ -149,7 +149,7 @@ def _tp_table(rows: list[dict[str, Any]]) -> Table:
 @tp_app.command("ls")
 def tp_ls(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -> None:
     """List the visor's transports."""
-    rows = _call(rpc, "GET", "/transports")
+    rows = call_visor(rpc, "GET", "/transports")
     if as_json:
         out.print_json(json.dumps(rows))
     else:
@@ -164,7 +164,7 @@ def tp_add(
     as_json: JsonOption = False,
 ) -> None:
     """Create (or reuse) a transport to a visor."""
-    row = _call(rpc, "POST", "/transports", {"pk": _pk(pk).hex(), "type": tp_type})
+    row = call_visor(rpc, "POST", "/transports", {"pk": parse_pk(pk).hex(), "type": tp_type})
     if as_json:
         out.print_json(json.dumps(row))
     else:
@@ -177,14 +177,14 @@ def tp_rm(
     rpc: RpcOption = "localhost:3435",
 ) -> None:
     """Remove a transport (also from transport discovery)."""
-    _call(rpc, "DELETE", f"/transports/{tp_id}")
+    call_visor(rpc, "DELETE", f"/transports/{tp_id}")
     out.print(f"removed {tp_id}")
 
 
 @tp_app.command("type")
 def tp_type(rpc: RpcOption = "localhost:3435") -> None:
     """Transport types the visor can make."""
-    for t in _call(rpc, "GET", "/transport-types"):
+    for t in call_visor(rpc, "GET", "/transport-types"):
         out.print(t)
 
 
@@ -198,7 +198,7 @@ def tp_id(
     known = {t.value for t in TransportType}
     if tp_type not in known:
         err.print(f"[yellow]note:[/yellow] {tp_type!r} is not one of {sorted(known)}")
-    out.print(str(make_transport_id(_pk(pk_a), _pk(pk_b), tp_type)))
+    out.print(str(make_transport_id(parse_pk(pk_a), parse_pk(pk_b), tp_type)))
 
 
 # ------------------------------------------------------------------------------ routes
@@ -218,12 +218,12 @@ def route_find(
     """Ask the route finder for ranked candidate routes, with their measured latencies."""
     from skywire.services.rf.client import RFClient
 
-    dst = _pk(pk)
+    dst = parse_pk(pk)
     if not src or not rf:
-        info = _call(rpc, "GET", "/visor/info")
+        info = call_visor(rpc, "GET", "/visor/info")
         src = src or info["pk"]
         rf = rf or info["route_finder"]
-    source = _pk(src)
+    source = parse_pk(src)
 
     async def ask() -> list[dict[str, Any]]:
         async with RFClient(rf) as client:
@@ -259,7 +259,7 @@ def route_find(
 @route_app.command("ls")
 def route_ls(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -> None:
     """The visor's live route groups."""
-    rows = _call(rpc, "GET", "/routes")
+    rows = call_visor(rpc, "GET", "/routes")
     if as_json:
         out.print_json(json.dumps(rows))
         return
@@ -279,7 +279,7 @@ def route_ls(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -> 
 @rule_app.command("ls")
 def rule_ls(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -> None:
     """The visor's routing table."""
-    rows = _call(rpc, "GET", "/rules")
+    rows = call_visor(rpc, "GET", "/rules")
     if as_json:
         out.print_json(json.dumps(rows))
         return

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -33,7 +34,7 @@ from skywire.proxy.errors import (
 )
 from skywire.proxy.hostname import ProxyTarget
 from skywire.routing.route import Hop
-from skywire.transport.entry import Entry
+from skywire.transport.entry import Entry, make_transport_id
 from skywire.transport.manager import TransportError
 from skywire.wire.errors import WireError
 from skywire.wire.stream import ByteStream, TcpStream
@@ -42,12 +43,14 @@ from skywire.wire.yamux_aio import YamuxSession
 
 __all__ = [
     "CREATE_TYPES",
+    "AddressHop",
     "LocalTransports",
     "PoolKey",
     "RouteDialer",
     "RoutePool",
     "SkynetConnector",
     "TransportLookup",
+    "route_address",
     "source_route",
 ]
 
@@ -353,3 +356,73 @@ class SkynetConnector:
             return await self.router.dial_routes(key.dest, remote_port=key.port)
         forward = await source_route(self.router.pk, key.chain, key.dest, self.local, self.lookup)
         return await self.router.dial_source_route(key.dest, key.port, forward, reverse_of(forward))
+
+
+# ---------------------------------------------------------------------------- tp route-addr
+
+
+@dataclass(frozen=True, slots=True)
+class AddressHop:
+    """One consecutive pair of a ``tp route-addr`` path and the transport chosen for it."""
+
+    src: PubKey
+    dst: PubKey
+    tp_id: uuid.UUID
+    type: str
+    exists: bool
+    note: str
+
+
+TYPE_PREFERENCE = ("stcpr", "sudph", "stcp", "dmsg")
+
+
+async def route_address(
+    pks: Sequence[PubKey],
+    me: PubKey,
+    local: LocalTransports,
+    lookup: TransportLookup,
+    *,
+    tp_type: str | None = None,
+) -> tuple[list[AddressHop], str]:
+    """The transport of each consecutive pair of ``pks`` and the ``.skynet`` address made of
+    their IDs. An existing transport is taken (``tp_type`` if given, else by
+    :data:`TYPE_PREFERENCE`); for a missing one the deterministic ID of ``tp_type`` (default
+    stcpr, the type a source route creates first) is used, and the hop says so."""
+    if len(pks) < 2:
+        raise HopError("a route address needs at least two keys: the source and the destination")
+    hops: list[AddressHop] = []
+    for a, b in itertools.pairwise(pks):
+        if a == b:
+            raise HopError(f"{a} follows itself in the path")
+        existing: list[tuple[uuid.UUID, str]]
+        if a == me:
+            existing = [(t.id, t.type) for t in local.by_remote(b)]
+        else:
+            try:
+                entries = await lookup.get_transports_by_edge(a)
+            except _ROUTE_ERRORS as exc:
+                raise UnreachableError(f"transport discovery: {exc}") from exc
+            existing = [(e.id, e.type) for e in entries if b in e.edges]
+        if tp_type is not None:
+            existing = [x for x in existing if x[1] == tp_type]
+        if existing:
+            existing.sort(key=lambda x: _rank(x[1]))
+            tp_id, kind = existing[0]
+            others = len(existing) - 1
+            note = "exists" + (f" ({others} more of other types)" if others else "")
+            hops.append(AddressHop(a, b, tp_id, kind, True, note))
+            continue
+        kind = tp_type or CREATE_TYPES[0]
+        why = "asked for" if tp_type else "what a source route creates first"
+        note = f"missing: {kind} ({why}); its ID is deterministic"
+        if a == me:
+            note += "; the proxy creates it on first use"
+        else:
+            note += f"; create it on {a} before use"
+        hops.append(AddressHop(a, b, make_transport_id(a, b, kind), kind, False, note))
+    name = ".".join([*(h.tp_id.hex for h in hops), pks[-1].hex(), "skynet"])
+    return hops, name
+
+
+def _rank(tp_type: str) -> int:
+    return TYPE_PREFERENCE.index(tp_type) if tp_type in TYPE_PREFERENCE else len(TYPE_PREFERENCE)

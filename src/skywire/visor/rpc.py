@@ -16,6 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from skywire.cipher import CipherError, PubKey
+from skywire.proxy.errors import ProxyError
 from skywire.services.appserver import AppServer
 from skywire.transport.manager import TransportError
 
@@ -58,6 +59,18 @@ class VisorAPI(Protocol):
         """The visor's route groups: remote key, encryption, latency."""
         ...
 
+    def web_info(self) -> dict[str, Any]:
+        """The resolving proxies, the published skynet services, the route pool."""
+        ...
+
+    async def publish(self, port: int, address: str) -> None: ...
+
+    async def unpublish(self, port: int) -> bool: ...
+
+    async def route_address(self, pks: list[PubKey], tp_type: str | None) -> dict[str, Any]:
+        """``tp route-addr``: the transport of each consecutive pair and the address."""
+        ...
+
 
 class RPCServer(AppServer):
     """Serves the visor's control API on a local TCP address (``async with``)."""
@@ -77,7 +90,47 @@ class RPCServer(AppServer):
         r.add_delete("/transports/{id}", self._remove)
         r.add_get("/rules", self._rules)
         r.add_get("/routes", self._routes)
+        r.add_get("/skynet", self._skynet)
+        r.add_post("/skynet/services", self._publish)
+        r.add_delete("/skynet/services/{port}", self._unpublish)
+        r.add_post("/route-addr", self._route_addr)
         return app
+
+    async def _skynet(self, _: web.Request) -> web.Response:
+        return web.json_response(self.api.web_info())
+
+    async def _publish(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            port = int(body["port"])
+            address = str(body["address"])
+            if not 1 <= port <= 65535:
+                raise ValueError(f"port {port} out of range")
+            await self.api.publish(port, address)
+        except (ValueError, KeyError, TypeError) as exc:
+            return _error(400, f"bad request: {exc}")
+        return web.json_response({"port": port, "address": address})
+
+    async def _unpublish(self, request: web.Request) -> web.Response:
+        try:
+            port = int(request.match_info["port"])
+        except ValueError:
+            return _error(400, "bad port")
+        if not await self.api.unpublish(port):
+            return _error(404, f"nothing is published on skynet port {port}")
+        return web.json_response({"removed": port})
+
+    async def _route_addr(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            pks = [PubKey.parse(str(text)) for text in body["pks"]]
+            tp_type = body.get("type") or None
+        except (ValueError, KeyError, TypeError, CipherError) as exc:
+            return _error(400, f"bad request: {exc}")
+        try:
+            return web.json_response(await self.api.route_address(pks, tp_type))
+        except ProxyError as exc:
+            return _error(exc.status if exc.status != 502 else 404, str(exc))
 
     async def _info(self, _: web.Request) -> web.Response:
         return web.json_response(self.api.info())

@@ -16,7 +16,7 @@ from typing import Any
 from skywire import __version__
 from skywire.cipher import PubKey
 from skywire.dmsg.client import Client
-from skywire.proxy.skynet import TransportLookup
+from skywire.proxy.skynet import TransportLookup, route_address
 from skywire.router import Router, RouterConfig
 from skywire.services.ar.client import ARClient
 from skywire.services.dmsgdisc.client import DiscClient
@@ -194,6 +194,27 @@ class Visor:
     async def unpublish(self, port: int) -> bool:
         assert self.web is not None
         return await self.web.unpublish(port)
+
+    async def route_address(self, pks: list[PubKey], tp_type: str | None) -> dict[str, Any]:
+        assert self.web is not None and self.tm is not None
+        hops, name = await route_address(
+            pks, self.pk, self.tm, self.web.skynet_connector.lookup, tp_type=tp_type
+        )
+        return {
+            "address": name,
+            "starts_here": bool(pks) and pks[0] == self.pk,
+            "hops": [
+                {
+                    "src": h.src.hex(),
+                    "dst": h.dst.hex(),
+                    "tp_id": str(h.tp_id),
+                    "type": h.type,
+                    "exists": h.exists,
+                    "note": h.note,
+                }
+                for h in hops
+            ],
+        }
 
     def transport_types(self) -> list[str]:
         assert self.tm is not None

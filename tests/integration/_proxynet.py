@@ -120,8 +120,10 @@ async def socks5_connect(proxy: tuple[str, int], name: str, port: int = 80) -> t
 
 
 def dmsg_name(pk: PubKey, vhost: str = "", server: PubKey | None = None) -> str:
+    """``[vhost.]<pk>[.<server>].dmsg``: the client, then the server to meet it through."""
     parts = [vhost] if vhost else []
+    parts.append(pk.hex())
     if server is not None:
         parts.append(server.hex())
-    parts += [pk.hex(), "dmsg"]
+    parts.append("dmsg")
     return ".".join(parts)

@@ -30,6 +30,10 @@ async def test_main_job_fetches_through_the_local_network(tmp_path: Path) -> Non
     )
     assert report.sha256_ok and report.file_bytes == 3 << 20
     assert report.route_ok
+    assert report.names_ok  # the demo site through the proxies, by all five kinds of names
+    kinds = ["bare", "vhost", "pinned server", "vhost + pinned server", "source-routed skynet"]
+    for kind in kinds:
+        assert any(line.split() == [*kind.split(), "ok"] for line in lines), kind
     assert (tmp_path / "dmsg-discovery.db").exists()
     assert (tmp_path / "transport-discovery.db").exists()
     assert any(line.startswith("through the route") for line in lines)

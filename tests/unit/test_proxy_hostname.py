@@ -46,6 +46,15 @@ def test_accepted(name: str, expected: ProxyTarget | None) -> None:
     assert got == expected
 
 
+def test_a_pinned_dmsg_name_reads_client_then_server() -> None:
+    pinned = parse(f"blog.{B.hex()}.{A.hex()}.dmsg")
+    assert pinned.dmsg_peer == B and pinned.pinned_server == A and pinned.vhost == "blog"
+    bare = parse(f"{A.hex()}.dmsg")
+    assert bare.dmsg_peer == A and bare.pinned_server is None
+    assert parse("skywire.dmsg").dmsg_peer is None
+    assert parse(f"{B.hex()}.{A.hex()}.skynet").pinned_server is None
+
+
 def test_alias_is_configurable() -> None:
     assert parse("home.dmsg", alias="home").is_self
     with pytest.raises(HostnameError, match="'home'"):

@@ -1,8 +1,8 @@
 """dmsgweb's connector: a ``.dmsg`` name becomes a dmsg stream.
 
 ``<pk>.dmsg[:port]`` dials ``pk:port`` through the delegated servers its discovery entry
-names; ``<pk>.<server>.dmsg`` dials through that server's session instead, with no discovery
-lookup for ``pk`` (so it reaches a client whose entry is missing or stale); ``<alias>.dmsg`` is
+names; ``<pk>.<server>.dmsg`` (the server next to the suffix) dials through that server's
+session instead, with no discovery lookup for ``pk`` (so it reaches a client whose entry is missing or stale); ``<alias>.dmsg`` is
 this node itself. Exactly one dmsg client serves the proxy; a request that arrives before it is
 ready waits a bounded time, then fails with :class:`~skywire.proxy.errors.NotReadyError`.
 """
@@ -84,7 +84,8 @@ class DmsgConnector:
 
     async def open(self, target: ProxyTarget) -> ByteStream:
         await self.wait_ready()
-        dest = target.dest if target.dest is not None else self.dmsg.pk
+        peer = target.dmsg_peer
+        dest = peer if peer is not None else self.dmsg.pk
         what = f"{dest}:{target.port}"
         server = target.pinned_server
         try:

@@ -8,7 +8,9 @@ or a 36-character dashed UUID) joins the routing chain, kept in source order (``
 this visor); the first other label ends the chain and the labels left of it are the vhost.
 ``<alias>.dmsg`` / ``<alias>.skynet`` (alias ``skywire`` by default) is this visor itself.
 
-For ``.dmsg`` the chain is at most one label: the dmsg server to meet the destination through.
+For ``.dmsg`` the chain is at most one label, and a pinned name reads
+``<client>.<server>.dmsg``: the dmsg client to reach, then the dmsg server (next to the suffix)
+to meet it through (:attr:`ProxyTarget.dmsg_peer`, :attr:`ProxyTarget.pinned_server`).
 For ``.skynet`` each element is a hop of a source route: a visor's key, or a transport ID.
 
 :func:`parse` refuses anything else with one :class:`~skywire.proxy.errors.HostnameError`
@@ -79,10 +81,19 @@ class ProxyTarget:
 
     @property
     def pinned_server(self) -> PubKey | None:
-        """The dmsg server a ``.dmsg`` name pins, if any."""
+        """The dmsg server a ``<client>.<server>.dmsg`` name pins (the label next to the
+        suffix), if any."""
+        if self.suffix is Suffix.DMSG and self.chain:
+            return self.dest
+        return None
+
+    @property
+    def dmsg_peer(self) -> PubKey | None:
+        """The dmsg client a ``.dmsg`` name reaches: the destination of a bare name, the
+        label left of the server in a pinned one; ``None`` for this node itself."""
         if self.suffix is Suffix.DMSG and self.chain and isinstance(self.chain[0], PubKey):
             return self.chain[0]
-        return None
+        return self.dest
 
     def __str__(self) -> str:
         return build(self)

@@ -18,12 +18,17 @@ from pathlib import Path
 
 from aiohttp import web
 
-from skywire.cipher import KeyPair
+from skywire.cipher import KeyPair, PubKey
 from skywire.dmsg.http import HTTPServer, add_static, fetch_stream
+from skywire.testnet.demo import DemoSite, add_demo_pages, check_names, demo_names
 from skywire.testnet.dmsgnet import LocalDmsgNetwork
 from skywire.testnet.skynet import LocalSkywire
+from skywire.transport.manager import ManagedTransport
+from skywire.visor.config import VisorConfig
 
 Say = Callable[[str], None]
+DMSG_SITE = "the dmsg site"
+SKYNET_SITE = "visor 3"
 
 
 @dataclass
@@ -34,6 +39,7 @@ class RunReport:
     ping_ms: float
     sha256_ok: bool
     route_ok: bool = True
+    names_ok: bool = True
 
     @property
     def mb_per_s(self) -> float:
@@ -78,6 +84,7 @@ async def run_local_network(
         host = await net.client(KeyPair.generate().sk)
         say(f"file server  {host.pk}  sessions ready in {(time.monotonic() - t0) * 1e3:.1f} ms")
         app = web.Application()
+        add_demo_pages(app.router, DMSG_SITE)
         add_static(app.router, "/", www, show_index=True)
         listener = await host.listen(80)
         async with HTTPServer(app, listener):
@@ -113,15 +120,29 @@ async def run_local_network(
             )
             say("")
             fixed = disc_port != 0  # the well-known testnet ports, as `cli config gen --testnet`
-            async with LocalSkywire(
-                net,
-                visors=4,
-                data_dir=data_dir,
-                tpd_port=9091 if fixed else 0,
-                rf_port=9092 if fixed else 0,
-                ar_port=9093 if fixed else 0,
-            ) as sky:
+
+            def with_proxies(index: int, cfg: VisorConfig) -> None:
+                if index == 0:  # the first visor runs both resolving proxies
+                    cfg.dmsg_web.enabled = cfg.skynet_web.enabled = True
+                    cfg.dmsg_web.listen = f"127.0.0.1:{4445 if fixed else 0}"
+                    cfg.skynet_web.listen = f"127.0.0.1:{4446 if fixed else 0}"
+
+            async with (
+                LocalSkywire(
+                    net,
+                    visors=4,
+                    data_dir=data_dir,
+                    tpd_port=9091 if fixed else 0,
+                    rf_port=9092 if fixed else 0,
+                    ar_port=9093 if fixed else 0,
+                    configure=with_proxies,
+                ) as sky,
+                DemoSite(SKYNET_SITE) as site,
+            ):
                 report.route_ok = await _route_demo(sky, size, say)
+                # a pinned name must name the dmsg server the site's client is on
+                on = next(iter(host.sessions))
+                report.names_ok = await _proxy_demo(sky, host.pk, on, site, say)
                 visor_cfg = data_dir / "visor-config.json"
                 cfg = sky.config()
                 cfg.cli_addr = "127.0.0.1:3435"
@@ -144,6 +165,45 @@ async def run_local_network(
                     await stop.wait()
                 say("stopping: visors, services, clients, servers and discovery")
     return report
+
+
+async def _proxy_demo(
+    sky: LocalSkywire, dmsg_site: PubKey, server: PubKey, site: DemoSite, say: Say
+) -> bool:
+    """The demo site through the first visor's proxies, by the five kinds of names."""
+    first, last = sky.visors[0], sky.visors[-1]
+    assert first.web is not None and last.dmsg is not None and first.tm is not None
+    await last.publish(80, f"127.0.0.1:{site.port}")
+    proxies = {name: p.address for name, p in first.web.proxies.items()}
+    hops = [tp.id for tp in _row(sky)]
+    names = demo_names(
+        dmsg_site, server, last.pk, hops, dmsg_owner=DMSG_SITE, skynet_owner=SKYNET_SITE
+    )
+    say("")
+    say(
+        f"resolving proxies   visor 0: socks5h://{proxies['dmsg_web']} (.dmsg, .skynet) and "
+        f"socks5h://{proxies['skynet_web']}; the same ports are HTTP proxies too"
+    )
+    say(f"demo site           over dmsg on {dmsg_site} port 80; on skynet port 80 of visor 3")
+    ok = True
+    for demo, good, why in await check_names(names, proxies):
+        ok = ok and good
+        say(f"  {demo.kind:<21} {'ok' if good else 'FAILED ' + why}")
+        say(f"    curl --socks5-hostname {proxies[demo.proxy]} http://{demo.name}/")
+    say(
+        f"  in a browser: chromium --proxy-server=socks5://{proxies['dmsg_web']} "
+        "and open any of the names above"
+    )
+    return ok
+
+
+def _row(sky: LocalSkywire) -> list[ManagedTransport]:
+    """The transports of the row, visor 0 → 1 → 2 → 3 (made by _route_demo's chain)."""
+    out = []
+    for left, right in zip(sky.visors, sky.visors[1:], strict=False):
+        assert left.tm is not None
+        out.append(left.tm.by_remote(right.pk, "stcpr")[0])
+    return out
 
 
 async def _route_demo(sky: LocalSkywire, size: int, say: Say) -> bool:

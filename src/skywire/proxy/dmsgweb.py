@@ -3,8 +3,9 @@
 ``<pk>.dmsg[:port]`` dials ``pk:port`` through the delegated servers its discovery entry
 names; ``<pk>.<server>.dmsg`` (the server next to the suffix) dials through that server's
 session instead, with no discovery lookup for ``pk`` (so it reaches a client whose entry is
-missing or stale); ``<alias>.dmsg`` is this node itself. Exactly one dmsg client serves the proxy; a request that arrives before it is
-ready waits a bounded time, then fails with :class:`~skywire.proxy.errors.NotReadyError`.
+missing or stale); ``<alias>.dmsg`` is this node itself. Exactly one dmsg client serves the
+proxy; a request that arrives before it is ready waits a bounded time, then fails with
+:class:`~skywire.proxy.errors.NotReadyError`.
 """
 
 from __future__ import annotations

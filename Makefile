@@ -9,7 +9,7 @@ endif
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test lint bench clean netns-tools
+.PHONY: setup run test lint bench clean netns-tools browser-tools
 
 $(STAMP): pyproject.toml
 	@interp=$$(scripts/find-python $(PYTHON)) || { echo "$(PYTHON) not found (set PYTHON=...)"; exit 1; }; \
@@ -37,7 +37,16 @@ netns-tools:
 	  echo "could not install iptables: the NAT test will be skipped"; \
 	fi
 
-test: lint netns-tools
+# The browser tests drive Debian's headless Chromium; as root, install it (once).
+browser-tools:
+	@if [ "$$(id -u)" = 0 ] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium (for the browser tests; takes a minute)"; \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	   (apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1)) || \
+	  echo "could not install chromium: the browser tests will be skipped"; \
+	fi
+
+test: lint netns-tools browser-tools
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -88,7 +88,7 @@ async def proxy_network() -> AsyncIterator[ProxyNet]:
                 cfg.dmsg_web.listen = "127.0.0.1:0"
                 cfg.skynet_web.enabled = True
                 cfg.skynet_web.listen = "127.0.0.1:0"
-            if index == 3:
+            if index in (2, 3):  # visor 2 too: a 2-hop source route reaches it
                 cfg.skynet_web.services = [SkynetService(port=80, address=f"127.0.0.1:{site.port}")]
 
         dmsg = await stack.enter_async_context(LocalDmsgNetwork(servers=2))

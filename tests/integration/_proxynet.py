@@ -23,6 +23,7 @@ from skywire.transport.manager import ManagedTransport
 from skywire.visor.config import SkynetService, VisorConfig
 from skywire.visor.visor import Visor
 
+BLOCK = bytes(i % 251 for i in range(1 << 20))
 SITES = {"alpha.test": "Alpha site", "beta.test": "Beta site"}
 
 
@@ -36,9 +37,16 @@ def site_app(owner: str) -> web.Application:
         body += f"<p id='path'>{request.path}</p><p id='host'>{host}</p></body></html>"
         return web.Response(text=body, content_type="text/html")
 
-    async def blob(request: web.Request) -> web.Response:
+    async def blob(request: web.Request) -> web.StreamResponse:
         size = int(request.query.get("size", "1000"))
-        return web.Response(body=bytes(i % 251 for i in range(size)))
+        resp = web.StreamResponse(headers={"Content-Length": str(size)})
+        await resp.prepare(request)
+        left = size
+        while left:
+            n = min(left, len(BLOCK))
+            await resp.write(BLOCK[:n])
+            left -= n
+        return resp
 
     app = web.Application()
     app.router.add_get("/blob", blob)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 import uuid
 
 import pytest
@@ -188,3 +189,27 @@ async def test_two_hundred_failing_requests_leave_nothing_behind() -> None:
             f"http://{dmsg_name(net.site_client.pk)}/",
         )
         assert code == 0 and "Default site" in out, err
+
+
+async def test_own_first_hop_is_created_and_idle_routes_are_found() -> None:
+    async with proxy_network() as net:
+        v0, v2 = net.sky.visors[0], net.sky.visors[2]
+        assert v0.tm is not None and not v0.tm.by_remote(v2.pk)
+        host, port = net.proxy("skynet_web")
+        # visor 0 has no transport to visor 2: the source route makes one (stcpr), then goes
+        # on over the existing 2 → 3 transport
+        name = f"{v2.pk.hex()}.{net.far.pk.hex()}.skynet"
+        code, out, err = await curl("--socks5-hostname", f"{host}:{port}", f"http://{name}/")
+        assert code == 0 and "Default site of the far visor" in out, err
+        assert [tp.type for tp in v0.tm.by_remote(v2.pk)] == ["stcpr"]
+        # the pooled route is idle once its streams are gone, and only after idle_timeout
+        web = v0.web
+        assert web is not None
+        pool = web.skynet_connector.pool
+        async with asyncio.timeout(10):  # the proxied connection's stream closes soon after
+            while pool.open_streams:  # noqa: ASYNC110 - a condition poll, bounded
+                await asyncio.sleep(0.01)
+        now = time.monotonic()
+        assert pool.routes == 1 and pool.idle(now) == []
+        (key,) = pool.idle(now + pool.idle_timeout + 1)
+        assert key.dest == net.far.pk and key.chain == (v2.pk,)

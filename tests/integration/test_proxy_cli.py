@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from skywire.cipher import KeyPair
 from skywire.transport.entry import make_transport_id
 
 from ._proxynet import ProxyNet, SiteServer, dmsg_name, proxy_network
@@ -133,3 +134,38 @@ async def test_dmsg_web_on_its_own() -> None:
             proc.send_signal(signal.SIGINT)
             rc = await asyncio.wait_for(proc.wait(), 30)
         assert rc == 0
+
+
+async def test_dmsg_web_binds_at_once_and_a_request_before_readiness_fails_clearly() -> None:
+    dead = _free_port()  # no discovery there: dmsg never becomes ready
+    port = _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *SKYWIRE,
+        "dmsg",
+        "web",
+        "--disc",
+        f"http://127.0.0.1:{dead}",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--ready-timeout",
+        "1",
+        "--log-level",
+        "error",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stderr is not None
+        line = await asyncio.wait_for(proc.stderr.readline(), 30)
+        assert b"proxy on 127.0.0.1:" in line, line
+        name = KeyPair.generate().pk.hex() + ".dmsg"
+        _, out, _ = await curl(
+            "-x", f"http://127.0.0.1:{port}", "-o", "-", "-w", "\n%{http_code}", f"http://{name}/"
+        )
+        body, _, status = out.rpartition("\n")
+        assert status == "504", out
+        assert "dmsg is not ready" in body and "1 s" in body
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rc = await asyncio.wait_for(proc.wait(), 30)
+    assert rc == 0

@@ -222,6 +222,11 @@ class RoutePool:
     def routes(self) -> int:
         return len(self._routes)
 
+    @property
+    def open_streams(self) -> int:
+        """Streams still open over the pooled routes."""
+        return sum(p.session.num_streams for p in self._routes.values())
+
     async def start(self) -> None:
         await self._tasks.start()
         self._tasks.spawn(self._reap(), "route-pool-reaper")

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from aiohttp import web
 from rich.console import Console
@@ -23,6 +24,7 @@ from rich.progress import (
 from skywire.cipher import CipherError, SecKey
 from skywire.cli.common import run_until_interrupted, setup_logging
 from skywire.dmsg.client import Client
+from skywire.dmsg.disc_errors import DiscError
 from skywire.dmsg.errors import DmsgError
 from skywire.dmsg.http import DmsgURL, DmsgURLError, HTTPServer, add_static, fetch_stream
 from skywire.dmsg.server import Server, ServerConfig, split_listen_address
@@ -157,51 +159,63 @@ async def _curl(
 ) -> int:
     start = time.monotonic()
     try:
-        async with (
-            DiscClient(disc_url) as disc,
-            Client(sk, disc, min_sessions=sessions, serve_ctrl=False) as client,
-        ):
-            await client.ready(timeout)
-            async with fetch_stream(
-                client.dial, target, method=method, content=data.encode() if data else None
-            ) as resp:
-                total = int(resp.headers.get("content-length", "0") or 0) or None
-                sink = output.open("wb") if output else sys.stdout.buffer
-                got = 0
-                with Progress(
-                    TextColumn("[bold]{task.description}"),
-                    BarColumn(),
-                    DownloadColumn(),
-                    TransferSpeedColumn(),
-                    TimeRemainingColumn(),
-                    console=err,
-                    disable=quiet or (output is None and total is not None and total < 1 << 20),
-                    transient=True,
-                ) as progress:
-                    task = progress.add_task(str(target), total=total)
-                    try:
-                        async for chunk in resp.aiter_bytes():
-                            sink.write(chunk)
-                            got += len(chunk)
-                            progress.update(task, advance=len(chunk))
-                    finally:
-                        if output:
-                            sink.close()
-                        else:
-                            sink.flush()
-                elapsed = time.monotonic() - start
-                if not quiet:
-                    err.print(
-                        f"{resp.status_code} {resp.reason_phrase}: {got} bytes in {elapsed:.2f}s"
-                        f" ({got / elapsed / 1e6:.1f} MB/s)"
-                    )
-                return EXIT_HTTP if resp.status_code >= 400 else 0
-    except (DmsgError, OSError, TimeoutError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        async with DiscClient(disc_url, timeout=min(timeout, 10.0)) as disc:
+            # ask discovery once up front: an unreachable one is reported at once
+            await disc.available_servers()
+            async with Client(sk, disc, min_sessions=sessions, serve_ctrl=False) as client:
+                await client.ready(timeout)
+                return await _fetch(client, target, output, method, data, quiet, start)
+    except (DiscError, DmsgError, OSError, TimeoutError) as exc:
+        err.print(f"[red]error:[/red] {exc or type(exc).__name__}")
         return EXIT_TRANSPORT
-    except Exception as exc:  # httpx transport errors
+    except httpx.HTTPError as exc:
         err.print(f"[red]error:[/red] {type(exc).__name__}: {exc}")
         return EXIT_TRANSPORT
+
+
+async def _fetch(
+    client: Client,
+    target: DmsgURL,
+    output: Path | None,
+    method: str,
+    data: str | None,
+    quiet: bool,
+    start: float,
+) -> int:
+    async with fetch_stream(
+        client.dial, target, method=method, content=data.encode() if data else None
+    ) as resp:
+        total = int(resp.headers.get("content-length", "0") or 0) or None
+        sink = output.open("wb") if output else sys.stdout.buffer
+        got = 0
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=quiet or (output is None and total is not None and total < 1 << 20),
+            transient=True,
+        ) as progress:
+            task = progress.add_task(str(target), total=total)
+            try:
+                async for chunk in resp.aiter_bytes():
+                    sink.write(chunk)
+                    got += len(chunk)
+                    progress.update(task, advance=len(chunk))
+            finally:
+                if output:
+                    sink.close()
+                else:
+                    sink.flush()
+        elapsed = time.monotonic() - start
+        if not quiet:
+            err.print(
+                f"{resp.status_code} {resp.reason_phrase}: {got} bytes in {elapsed:.2f}s"
+                f" ({got / elapsed / 1e6:.1f} MB/s)"
+            )
+        return EXIT_HTTP if resp.status_code >= 400 else 0
 
 
 # ------------------------------------------------------------------------------ http

@@ -57,7 +57,12 @@ def call_visor(rpc: str, method: str, path: str, body: Any = None) -> Any:
     from skywire.visor.rpc import RPCClient, RPCClientError
 
     try:
-        return asyncio.run(RPCClient(rpc).call(method, path, body))
+        client = RPCClient(rpc)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] --rpc {rpc!r} is not host:port")
+        raise typer.Exit(2) from exc
+    try:
+        return asyncio.run(client.call(method, path, body))
     except RPCClientError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
@@ -76,10 +81,19 @@ def config_gen(
     sk: Annotated[str, typer.Option("--sk", help="Use this secret key (hex).")] = "",
     local_path: Annotated[str, typer.Option(help="State directory of the visor.")] = "./local",
     cli_addr: Annotated[str, typer.Option(help="Control API address.")] = "localhost:3435",
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Overwrite --output if it exists.")
+    ] = False,
 ) -> None:
     """Write a skywire-config.json with a fresh key pair (or the one given)."""
     from skywire.visor.config import VisorConfig
 
+    if output is not None and output.exists() and not force:
+        err.print(
+            f"[red]error:[/red] {output} exists (it holds a secret key): "
+            "use --force to overwrite it"
+        )
+        raise typer.Exit(2)
     key = None
     if sk:
         try:

@@ -198,6 +198,8 @@ class Client:
         self._service: list[asyncio.Task[None]] = []
         self._closed = False
         self._started = False
+        #: why the client has fewer sessions than it wants (the last failure), for messages
+        self.last_problem = ""
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Client:
@@ -256,12 +258,16 @@ class Client:
 
     async def ready(self, timeout: float = 10.0) -> None:
         """Wait until the wanted sessions exist and the entry listing them is published."""
-        async with asyncio.timeout(timeout):
-            while True:
-                want = self.min_sessions or 1
-                if len(self.sessions) >= want and self._published.is_set():
-                    return
-                await self._wait_change()
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    want = self.min_sessions or 1
+                    if len(self.sessions) >= want and self._published.is_set():
+                        return
+                    await self._wait_change()
+        except TimeoutError:
+            why = self.last_problem or "no dmsg server answered"
+            raise TimeoutError(f"dmsg not ready after {timeout:g} s: {why}") from None
 
     async def _wait_change(self) -> None:
         self._changed.clear()
@@ -277,7 +283,8 @@ class Client:
             try:
                 await self._top_up()
             except DISCOVERY_ERRORS as exc:
-                log.info("dmsg client %s: discovery unavailable: %s", self.pk, exc)
+                self.last_problem = f"discovery unavailable: {exc or type(exc).__name__}"
+                log.info("dmsg client %s: %s", self.pk, self.last_problem)
             self._schedule_publish()
             want = self.min_sessions or 1
             if len(self.sessions) >= want:
@@ -303,6 +310,7 @@ class Client:
             servers = await self.disc.available_servers()
         except NoAvailableServersError:
             servers = []
+            self.last_problem = "discovery lists no dmsg server with free sessions"
         random.shuffle(servers)
         for entry in servers:
             if want and len(self.sessions) >= want:
@@ -312,7 +320,9 @@ class Client:
             try:
                 await self.ensure_session(entry)
             except (DmsgError, WireError, OSError, TimeoutError) as exc:
-                log.info("dmsg client %s: session to %s failed: %s", self.pk, entry.static, exc)
+                why = str(exc) or type(exc).__name__
+                self.last_problem = f"session to dmsg server {entry.static} failed: {why}"
+                log.info("dmsg client %s: %s", self.pk, self.last_problem)
 
     def _build_entry(self, current: Entry | None) -> Entry:
         servers = tuple(sorted(self.sessions))

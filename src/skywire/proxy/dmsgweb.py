@@ -76,10 +76,10 @@ class DmsgConnector:
                 return
             try:
                 await self.dmsg.ready(self.ready_timeout)
-            except TimeoutError:
+            except TimeoutError as exc:
                 raise NotReadyError(
                     f"dmsg is not ready: no session to a dmsg server within "
-                    f"{self.ready_timeout:g} s"
+                    f"{self.ready_timeout:g} s ({exc})"
                 ) from None
             self._ready = True
 

@@ -30,6 +30,7 @@ from skywire.dmsg.disc_entry import (
     sign,
     verify,
 )
+from skywire.dmsg.disc_errors import DeleteNotProvenError
 from skywire.services.dmsgdisc import DiscClient, DiscoveryServer
 from skywire.services.dmsgdisc.store import DiscStore
 from skywire.services.dmsgdisc.store.memory import MemoryStore
@@ -127,10 +128,26 @@ async def test_create_update_get_delete(kind: str, tmp_path: Path) -> None:
         assert got.client is not None and got.client.delegated_servers == (srv.pk,)
         assert await d.client.entries() == [kp.pk]
 
-        await d.client.delete_entry(second)
+        # the stored entry sent back (what anyone can fetch) does not delete it
+        with pytest.raises(DeleteNotProvenError):
+            await d.client.delete_entry(second)
+        assert await d.client.get_entry(kp.pk) == second
+        # a new iteration, signed now, does
+        d.clock.advance(1)
+        third = sign(replace(second, sequence=2, timestamp=d.clock()), kp.sk)
+        await d.client.delete_entry(third)
         with pytest.raises(KeyNotFoundError):
             await d.client.get_entry(kp.pk)
         assert await d.client.entries() == []
+        # and the copies captured before the delete cannot be posted again
+        for old in (first, second):
+            with pytest.raises(WrongTimeError):
+                await d.client.post_entry(old)
+        assert await d.client.entries() == []
+        # a fresh entry from the holder is welcome
+        d.clock.advance(1)
+        await d.client.post_entry(client_entry(kp, 0, d.clock()))
+        assert await d.client.entries() == [kp.pk]
 
 
 async def test_response_bodies_are_upstream_byte_for_byte(disc: Disc) -> None:
@@ -147,6 +164,12 @@ async def test_response_bodies_are_upstream_byte_for_byte(disc: Disc) -> None:
         assert r.status == 404
         assert await r.read() == b'{"message":"entry of public key is not found","code":404}'
     async with disc.http.delete(disc.url + "/dmsg-discovery/entry", data=entry.to_json()) as r:
+        assert r.status == 401
+        assert await r.read() == (
+            b'{"message":"delete must carry a new iteration of the entry, signed now","code":401}'
+        )
+    fresh = sign(replace(entry, sequence=1, timestamp=T0 + 1), kp.sk)
+    async with disc.http.delete(disc.url + "/dmsg-discovery/entry", data=fresh.to_json()) as r:
         assert await r.read() == b'{"message":"deleted entry","code":200}'
 
 

@@ -29,6 +29,7 @@ from skywire.dmsg.disc_entry import (
 )
 from skywire.dmsg.discovery import DISCOVERY_ERRORS, Discovery
 from skywire.dmsg.entry_keeper import EntryKeeper
+from skywire.dmsg.netaddr import parse_server_address
 from skywire.dmsg.errors import DmsgClosedError, DmsgError, ErrorCode
 from skywire.dmsg.session import (
     SESSION_HANDSHAKE_TIMEOUT,
@@ -293,9 +294,22 @@ class Client:
             else:
                 timeout = wait
                 wait = min(wait * self.backoff.factor, self.backoff.maximum)
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(timeout):
                     await self._wait_session_lost()
+            except TimeoutError:
+                if len(self.sessions) >= want:
+                    await self._check_published()
+
+    async def _check_published(self) -> None:
+        """Once a refresh period: is discovery still holding our entry (not deleted, not
+        older than ours, e.g. after it restarted on a memory store)? If not, publish again."""
+        try:
+            if await self._keeper.check_remote():
+                self._schedule_publish()
+        except DISCOVERY_ERRORS as exc:
+            self.last_problem = f"discovery unavailable: {exc or type(exc).__name__}"
+            log.info("dmsg client %s: %s", self.pk, self.last_problem)
 
     async def _wait_session_lost(self) -> None:
         count = len(self.sessions)
@@ -398,10 +412,15 @@ class Client:
     async def _dial_session(self, server: Entry) -> Session:
         if server.server is None or not server.server.address:
             raise DmsgError(ErrorCode.DISC_ENTRY_IS_NOT_SERVER, str(server.static))
-        host, _, port = server.server.address.rpartition(":")
-        host = host.strip("[]")
+        try:
+            host, port = parse_server_address(server.server.address)
+        except ValueError as exc:
+            raise DmsgError(
+                ErrorCode.DISC_ENTRY_IS_NOT_SERVER,
+                f"{server.static}: unusable address {server.server.address[:80]!r}: {exc}",
+            ) from exc
         async with asyncio.timeout(DIAL_TIMEOUT):
-            tcp = await TcpStream.connect(host or "127.0.0.1", int(port))
+            tcp = await TcpStream.connect(host, port)
         try:
             noise, rtt = await client_handshake(
                 tcp, self.sk, server.static, timeout=SESSION_HANDSHAKE_TIMEOUT

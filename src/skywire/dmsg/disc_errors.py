@@ -14,6 +14,7 @@ from typing import ClassVar
 __all__ = [
     "BadInputError",
     "DiscError",
+    "DeleteNotProvenError",
     "DiscUnreachableError",
     "EmptyServerAddressError",
     "EntryDecodeError",
@@ -32,6 +33,7 @@ __all__ = [
     "UnauthorizedError",
     "UnauthorizedNetworkMonitorError",
     "UnexpectedError",
+    "UnusableServerAddressError",
     "WrongSequenceError",
     "WrongTimeError",
     "error_from_message",
@@ -179,6 +181,20 @@ class EmptyServerAddressError(EntryValidationError):
     CAUSE = "server address cannot be empty"
 
 
+class UnusableServerAddressError(EntryValidationError):
+    """Ours, not upstream's: the address is not a dialable ``host:port``."""
+
+    CAUSE = "server address is not a dialable host:port"
+
+
+class DeleteNotProvenError(_FixedDiscError):
+    """Ours, not upstream's: a delete that does not prove the key's holder sent it now (a
+    copy of the stored entry can be fetched and replayed by anyone)."""
+
+    CODE = 401
+    MESSAGE = "delete must carry a new iteration of the entry, signed now"
+
+
 _BY_MESSAGE: dict[str, type[_FixedDiscError]] = {}
 for _cls in (
     KeyNotFoundError,
@@ -199,6 +215,8 @@ for _cls in (
     OutdatedTimeError,
     ServerAddressError,
     EmptyServerAddressError,
+    UnusableServerAddressError,
+    DeleteNotProvenError,
 ):
     _BY_MESSAGE[_cls().message] = _cls
 del _cls

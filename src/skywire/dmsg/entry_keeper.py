@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from skywire.cipher import SecKey
-from skywire.dmsg.disc_entry import Entry, KeyNotFoundError, sign
+from skywire.dmsg.disc_entry import Entry, KeyNotFoundError, NonZeroSequenceError, sign
 from skywire.dmsg.discovery import DISCOVERY_ERRORS, Discovery
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,33 @@ class EntryKeeper:
                     return signed
                 self.entry = remote
             updated = build(self.entry)
-            self.entry = await self.disc.put_entry(self.sk, updated)
+            try:
+                self.entry = await self.disc.put_entry(self.sk, updated)
+            except (KeyNotFoundError, NonZeroSequenceError):
+                # the discovery lost the entry (deleted, or restarted on memory): start over
+                signed = sign(replace(build(None), sequence=0), self.sk)
+                await self.disc.post_entry(signed)
+                self.entry = signed
             return self.entry
+
+    async def check_remote(self) -> bool:
+        """Compare what discovery holds with what was published; when it is missing or older,
+        forget the local copy (the next :meth:`publish` posts afresh) and return True.
+        Raises what a discovery call raises."""
+        async with self._lock:
+            if self.entry is None:
+                return False
+            try:
+                remote = await self.disc.get_entry(self.entry.static)
+            except KeyNotFoundError:
+                log.info("discovery lost the entry of %s: publishing it again", self.entry.static)
+                self.entry = None
+                return True
+            if remote.sequence < self.entry.sequence or remote.timestamp < self.entry.timestamp:
+                log.info("discovery holds an older entry of %s: publishing again", remote.static)
+                self.entry = None
+                return True
+            return False
 
     async def delete(self) -> None:
         """Remove the entry from discovery (best effort: a failure is logged)."""

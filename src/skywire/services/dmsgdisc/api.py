@@ -30,6 +30,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -40,7 +41,9 @@ from aiohttp import web
 from skywire import __version__
 from skywire.cipher import CipherError, PubKey, Sig
 from skywire.cipher import verify as verify_payload
+from skywire.dmsg.addr import Addr
 from skywire.dmsg.disc_entry import (
+    ENTRY_LIFETIME_NS,
     MSG_ENTRY_DELETED,
     MSG_ENTRY_SET,
     MSG_ENTRY_UPDATED,
@@ -63,6 +66,12 @@ from skywire.dmsg.disc_entry import (
     validate_iteration,
     verify,
 )
+from skywire.dmsg.disc_errors import (
+    DeleteNotProvenError,
+    UnusableServerAddressError,
+    WrongTimeError,
+)
+from skywire.dmsg.netaddr import parse_server_address
 from skywire.services.appserver import AppServer
 from skywire.services.dmsgdisc.store import MAX_AVAILABLE_SERVERS, DiscStore
 
@@ -75,6 +84,19 @@ PURGE_INTERVAL = 10.0
 """Seconds between housekeeping passes over the store (expired entries, dangling index keys)."""
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+MAX_TOMBSTONES = 100_000
+"""Deleted keys remembered (see ``_DiscoveryAPI.delete_entry``)."""
+TOMBSTONE_LIFETIME_NS = 3600 * 1_000_000_000
+
+
+def _dmsg_peer(request: web.Request) -> PubKey | None:
+    """The authenticated key of the dmsg stream a request came over (None over TCP)."""
+    transport = request.transport
+    stream = transport.get_extra_info("stream") if transport is not None else None
+    addr = getattr(stream, "remote_addr", None)
+    return addr.pk if isinstance(addr, Addr) else None
 
 
 def _json_response(status: int, body: bytes) -> web.Response:
@@ -121,6 +143,9 @@ class _DiscoveryAPI:
         # Serialises read-compare-write of POST so that two updates cannot both pass the
         # sequence check against the same old entry.
         self._write_lock = asyncio.Lock()
+        # The last timestamp of each deleted entry, for a while: a copy captured before the
+        # delete cannot be posted again (bounded, oldest forgotten first).
+        self._tombstones: OrderedDict[PubKey, tuple[int, int]] = OrderedDict()
 
     # -- middleware and housekeeping ---------------------------------------------------------
 
@@ -218,11 +243,17 @@ class _DiscoveryAPI:
         ):
             raise ServerAddressError(entry.server.address)
         self._check_signed(entry)
+        if entry.server is not None:  # after upstream's own checks, which come first
+            try:
+                parse_server_address(entry.server.address)
+            except ValueError as exc:
+                raise UnusableServerAddressError(str(exc)) from exc
         entry = self._as_stored(entry)
         async with self._write_lock:
             try:
                 old = await self.store.get(entry.static)
             except KeyNotFoundError:
+                self._check_tombstone(entry)
                 await self.store.set(entry, timeout=timeout)
                 return _json_response(200, http_message_json(200, MSG_ENTRY_SET))
             validate_iteration(old, entry)
@@ -230,11 +261,45 @@ class _DiscoveryAPI:
         return _json_response(200, http_message_json(200, MSG_ENTRY_UPDATED))
 
     async def delete_entry(self, request: web.Request) -> web.StreamResponse:
+        """Delete an entry. The body must prove that the key's holder sends it now: a new
+        iteration of the stored entry (higher sequence, later timestamp, fresh, signed), or
+        the stored entry itself over a dmsg stream from that very key. A copy of the stored
+        entry sent over plain HTTP, as anyone can fetch and replay it, is refused."""
         entry = await self._read_entry(request)
         self._check_signed(entry)
         async with self._write_lock:
+            old = await self.store.get(entry.static)
+            now = self.clock()
+            fresh = (
+                entry.sequence > old.sequence
+                and entry.timestamp > old.timestamp
+                and abs(now - entry.timestamp) <= ENTRY_LIFETIME_NS
+            )
+            if not fresh and _dmsg_peer(request) != entry.static:
+                raise DeleteNotProvenError(
+                    f"got sequence {entry.sequence}, stored {old.sequence}; "
+                    f"send sequence {old.sequence + 1} signed now"
+                )
             await self.store.delete(entry.static)
+            self._bury(entry.static, max(old.timestamp, entry.timestamp), now)
         return _json_response(200, http_message_json(200, MSG_ENTRY_DELETED))
+
+    def _bury(self, pk: PubKey, timestamp: int, now: int) -> None:
+        self._tombstones[pk] = (timestamp, now)
+        self._tombstones.move_to_end(pk)
+        while len(self._tombstones) > MAX_TOMBSTONES:
+            self._tombstones.popitem(last=False)
+
+    def _check_tombstone(self, entry: Entry) -> None:
+        found = self._tombstones.get(entry.static)
+        if found is None:
+            return
+        timestamp, buried = found
+        if self.clock() - buried > TOMBSTONE_LIFETIME_NS:
+            del self._tombstones[entry.static]
+            return
+        if entry.timestamp <= timestamp:
+            raise WrongTimeError(f"entry of {entry.static} was deleted; this copy is older")
 
     async def entries(self, request: web.Request) -> web.StreamResponse:
         return _json_response(200, _pk_list_json(await self.store.client_pks()))

@@ -1,0 +1,115 @@
+"""A hostile discovery user, and a discovery that lost or holds bad entries, on real sockets.
+
+- A fetched entry sent back as a DELETE deletes nothing (anyone can fetch it).
+- A client whose entry went missing, or older than its own, publishes again within one
+  refresh period.
+- Entries with unusable server addresses are refused, and a client facing a discovery that
+  lists them anyway skips them and connects to the good servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+
+import aiohttp
+import pytest
+
+from skywire.cipher import KeyPair
+from skywire.dmsg.client import Backoff, Client
+from skywire.dmsg.disc_entry import Entry, KeyNotFoundError, sign
+from skywire.services.dmsgdisc.client import DiscClient
+from skywire.testnet.dmsgnet import LocalDmsgNetwork
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+    """Poll ``check`` (bounded): for a state another component reaches on its own timer."""
+    async with asyncio.timeout(within):
+        while not await check():  # noqa: ASYNC110 - a bounded condition poll
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def net() -> AsyncIterator[LocalDmsgNetwork]:
+    async with LocalDmsgNetwork(servers=2) as n:
+        yield n
+
+
+async def test_replayed_delete_deletes_nothing(net: LocalDmsgNetwork) -> None:
+    client = await net.client()
+    async with aiohttp.ClientSession() as http:
+        url = f"{net.disc_url}/dmsg-discovery/entry"
+        async with http.get(f"{url}/{client.pk.hex()}") as r:
+            captured = await r.read()
+        async with http.delete(url, data=captured) as r:
+            assert r.status == 401
+            assert "new iteration" in (await r.json())["message"]
+    async with DiscClient(net.disc_url) as disc:
+        assert (await disc.get_entry(client.pk)).static == client.pk
+        # dials to the client still work
+        other = await net.client()
+        stream = await other.dial(client.pk, 7)  # dmsgctrl
+        await stream.close()
+
+
+async def _entry(net: LocalDmsgNetwork, client: Client) -> Entry | None:
+    try:
+        return await net.store.get(client.pk)
+    except KeyNotFoundError:
+        return None
+
+
+async def test_client_publishes_again_when_its_entry_is_gone_or_older(
+    net: LocalDmsgNetwork,
+) -> None:
+    kp = KeyPair.generate()
+    disc = net.disc_client()
+    backoff = Backoff(initial=0.05, factor=1.5, maximum=1.0)
+    async with Client(kp.sk, disc, backoff=backoff, refresh_interval=0.3) as client:
+        await client.ready()
+        published = await _entry(net, client)
+        assert published is not None
+        # the discovery loses it (a restart on the memory store)
+        await net.store.delete(kp.pk)
+
+        async def back() -> bool:
+            e = await _entry(net, client)
+            return e is not None and e.client is not None and bool(e.client.delegated_servers)
+
+        await eventually(back)
+        # the discovery holds an older copy than the client's (a store restored from backup)
+        current = await _entry(net, client)
+        assert current is not None
+        older = sign(replace(current, sequence=0, timestamp=current.timestamp - 10**9), kp.sk)
+        await net.store.delete(kp.pk)
+        await net.store.set(older)
+
+        async def newer() -> bool:
+            e = await _entry(net, client)
+            return e is not None and e.timestamp > current.timestamp
+
+        await eventually(newer)
+
+
+async def test_bad_server_addresses_are_refused_and_skipped(net: LocalDmsgNetwork) -> None:
+    async with DiscClient(net.disc_url) as disc:
+        bad = KeyPair.generate()
+        for address in ("a:b:c", "host\x00:80", "h:0", "h:70000", "x" * 300 + ":1", ":80"):
+            entry = sign(Entry.new_server(bad.pk, 0, address, 10), bad.sk)
+            async with aiohttp.ClientSession() as http:
+                url = f"{net.disc_url}/dmsg-discovery/entry/"
+                async with http.post(url, data=entry.to_json()) as r:
+                    assert r.status == 422, address
+        # a discovery that lists them anyway (here: written straight into its store)
+        for _ in range(20):
+            kp = KeyPair.generate()
+            await net.store.set(sign(Entry.new_server(kp.pk, 0, "a:b:c", 4096), kp.sk))
+        assert len(await disc.available_servers()) == 22
+    clients = [await net.client(ready=False) for _ in range(3)]
+    await asyncio.gather(*(c.ready(10) for c in clients))  # all three, in spite of the 20
+    real = {s.pk for s in net.servers}
+    for c in clients:
+        assert c.sessions and set(c.sessions) <= real

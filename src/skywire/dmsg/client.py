@@ -14,7 +14,6 @@ import logging
 import random
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import ClassVar
 
 from skywire.cipher import PubKey, SecKey
@@ -29,14 +28,17 @@ from skywire.dmsg.disc_entry import (
 )
 from skywire.dmsg.discovery import DISCOVERY_ERRORS, Discovery
 from skywire.dmsg.entry_keeper import EntryKeeper
-from skywire.dmsg.netaddr import parse_server_address
 from skywire.dmsg.errors import DmsgClosedError, DmsgError, ErrorCode
+from skywire.dmsg.netaddr import parse_server_address
 from skywire.dmsg.session import (
     SESSION_HANDSHAKE_TIMEOUT,
     STREAM_HANDSHAKE_TIMEOUT,
     Session,
     client_handshake,
 )
+from skywire.dmsg.stream import Backoff, DmsgStream
+
+__all__ = ["Backoff", "Client", "DmsgListener", "DmsgStream"]
 from skywire.dmsg.types import (
     SignedObject,
     StreamRequest,
@@ -51,7 +53,6 @@ from skywire.dmsg.types import (
 )
 from skywire.wire.errors import NoiseError, WireError
 from skywire.wire.noise import Noise, Pattern, Role
-from skywire.wire.noise_aio import NoiseStream
 from skywire.wire.stream import AcceptQueue, TcpStream
 from skywire.wire.tasks import TaskTree, TaskTreeClosedError, serve_each
 from skywire.wire.yamux import YamuxConfig
@@ -65,55 +66,6 @@ DIAL_TIMEOUT = 10.0
 # session (error 203) when yamux bytes arrive together with the last handshake message.
 MIN_WRITE_HOLD = 0.005
 MAX_WRITE_HOLD = 0.2
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Reconnection wait: ``initial``, times ``factor`` per failure, at most ``maximum``."""
-
-    initial: float = 5.0
-    factor: float = 1.3
-    maximum: float = 60.0
-
-
-class DmsgStream(NoiseStream):
-    """An end-to-end encrypted dmsg stream between two clients."""
-
-    def __init__(
-        self,
-        ystream: YamuxStream,
-        noise: Noise,
-        *,
-        local_addr: Addr,
-        remote_addr: Addr,
-        session: Session,
-        on_close: list[PortAllocator] | None = None,
-    ) -> None:
-        super().__init__(ystream, noise)
-        self.ystream = ystream
-        self.local_addr = local_addr
-        self.remote_addr = remote_addr
-        self.session = session
-        self._ports = on_close
-        self._closed = False
-
-    @property
-    def server_pk(self) -> PubKey:
-        """The server this stream is relayed through."""
-        return self.session.remote_pk
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._ports:
-            for ports in self._ports:
-                ports.release(self.local_addr.port)
-        with contextlib.suppress(ConnectionError, WireError, OSError):
-            await self.ystream.close()
-
-    def __repr__(self) -> str:
-        return f"DmsgStream({self.local_addr} -> {self.remote_addr})"
 
 
 class DmsgListener:

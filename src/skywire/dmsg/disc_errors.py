@@ -13,8 +13,8 @@ from typing import ClassVar
 
 __all__ = [
     "BadInputError",
-    "DiscError",
     "DeleteNotProvenError",
+    "DiscError",
     "DiscUnreachableError",
     "EmptyServerAddressError",
     "EntryDecodeError",

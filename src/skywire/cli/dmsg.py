@@ -27,7 +27,14 @@ from skywire.dmsg.client import Client
 from skywire.dmsg.disc_errors import DiscError
 from skywire.dmsg.errors import DmsgError
 from skywire.dmsg.http import DmsgURL, DmsgURLError, HTTPServer, add_static, fetch_stream
-from skywire.dmsg.server import Server, ServerConfig, split_listen_address
+from skywire.dmsg.server import (
+    DEFAULT_LIMIT_IP,
+    DEFAULT_MAX_PENDING_STREAMS,
+    DEFAULT_MAX_STREAMS,
+    Server,
+    ServerConfig,
+    split_listen_address,
+)
 from skywire.services.dmsgdisc.client import DiscClient
 
 err = Console(stderr=True)
@@ -89,8 +96,21 @@ def config_gen(
 @server_app.command("start")
 def server_start(
     config: Annotated[Path, typer.Argument(help="Configuration file (see `config gen`).")],
+    limit_ip: Annotated[
+        int,
+        typer.Option("--limit-ip", help="Concurrent connections per remote IP (0: no limit)."),
+    ] = DEFAULT_LIMIT_IP,
+    max_streams: Annotated[
+        int, typer.Option(help="Streams one session may have relayed at once.")
+    ] = DEFAULT_MAX_STREAMS,
+    max_pending: Annotated[
+        int, typer.Option(help="Streams of one session in their handshake at once.")
+    ] = DEFAULT_MAX_PENDING_STREAMS,
 ) -> None:
-    """Run a relay server until interrupted; it advertises itself in discovery."""
+    """Run a relay server until interrupted; it advertises itself in discovery.
+
+    Streams over a session's limits are reset at once; connections over the per-IP limit are
+    closed (upstream leaves them hanging)."""
     try:
         cfg = ServerConfig.load(config)
     except (OSError, ValueError) as exc:
@@ -112,6 +132,9 @@ def server_start(
                 max_sessions=cfg.max_sessions,
                 update_interval=interval,
                 health_address=cfg.health_endpoint_address or None,
+                limit_ip=limit_ip,
+                max_streams_per_session=max_streams,
+                max_pending_streams=max_pending,
             ) as srv,
         ):
             err.print(f"dmsg server {srv.pk} on {host}:{srv.port}, advertised as {srv.address}")

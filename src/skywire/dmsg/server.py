@@ -35,7 +35,7 @@ from skywire.dmsg.session import (
 from skywire.dmsg.types import decode_request, decode_response, verify_request, verify_response
 from skywire.wire.errors import WireError
 from skywire.wire.stream import TcpStream
-from skywire.wire.tasks import TaskTree, TaskTreeClosedError
+from skywire.wire.tasks import Leave, TaskTree, TaskTreeClosedError, guarded, leaving
 from skywire.wire.yamux import YamuxConfig
 from skywire.wire.yamux_aio import YamuxStream
 
@@ -43,6 +43,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_SESSIONS = 2048
 DEFAULT_UPDATE_INTERVAL = 60.0
+DEFAULT_MAX_STREAMS = 1024
+"""Streams one session may have relayed at once (more are reset at once)."""
+DEFAULT_MAX_PENDING_STREAMS = 64
+"""Streams of one session still in their request/response exchange (more are reset)."""
+DEFAULT_LIMIT_IP = 15
+"""Concurrent connections per remote IP of ``dmsg server start`` (upstream's --limit-ip)."""
 COPY_CHUNK = 1 << 18
 
 
@@ -128,9 +134,17 @@ def split_listen_address(address: str) -> tuple[str, int]:
 
 
 @dataclass
+class _SessionLoad:
+    pending: int = 0  # streams in their request/response exchange
+    relaying: int = 0  # streams being relayed
+
+
+@dataclass
 class ServerStats:
     sessions_accepted: int = 0
     sessions_refused: int = 0
+    connections_refused: int = 0  # over the per-IP limit
+    streams_refused: int = 0  # over a session's stream limits
     streams_relayed: int = 0
     streams_failed: int = 0
     bytes_relayed: int = 0
@@ -158,6 +172,9 @@ class Server:
         handshake_timeout: float = 5.0,
         health_address: str | None = None,
         ephemeral_keys: Iterator[SecKey] | None = None,
+        max_streams_per_session: int = DEFAULT_MAX_STREAMS,
+        max_pending_streams: int = DEFAULT_MAX_PENDING_STREAMS,
+        limit_ip: int = 0,
     ) -> None:
         self.sk = sk
         self.pk = sk.pubkey()
@@ -171,6 +188,10 @@ class Server:
         self.handshake_timeout = handshake_timeout
         self.sessions: dict[PubKey, Session] = {}
         self.stats = ServerStats()
+        self.max_streams_per_session = max_streams_per_session
+        self.max_pending_streams = max_pending_streams
+        self.limit_ip = limit_ip  # 0: no limit
+        self._per_ip: dict[str, int] = {}
         self._server: asyncio.Server | None = None
         # every task of the server: one per connection, and the advertiser
         self._tasks = TaskTree(f"dmsg-server-{self.pk}", log)
@@ -191,6 +212,11 @@ class Server:
         if self._public_address:
             return self._public_address
         return f"{self.host}:{self.port}"
+
+    @property
+    def open_connections(self) -> int:
+        """TCP connections being served (handshaking or carrying a session)."""
+        return sum(self._per_ip.values())
 
     @property
     def available_sessions(self) -> int:
@@ -316,13 +342,29 @@ class Server:
         if self._closing:
             w.close()
             return
+        peer = w.get_extra_info("peername")
+        ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        if self.limit_ip and self._per_ip.get(ip, 0) >= self.limit_ip:
+            self.stats.connections_refused += 1
+            log.info("dmsg server: %s has %d connections already: refused", ip, self.limit_ip)
+            w.close()
+            return
+        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
         try:
-            self._tasks.spawn(self._handle_connection(reader, w), "dmsg-server-conn")
+            self._tasks.spawn(self._handle_connection(reader, w, ip), "dmsg-server-conn")
         except TaskTreeClosedError:
+            self._release_ip(ip)
             w.close()
 
+    def _release_ip(self, ip: str) -> None:
+        left = self._per_ip.get(ip, 0) - 1
+        if left > 0:
+            self._per_ip[ip] = left
+        else:
+            self._per_ip.pop(ip, None)
+
     async def _handle_connection(
-        self, reader: asyncio.StreamReader, w: asyncio.StreamWriter
+        self, reader: asyncio.StreamReader, w: asyncio.StreamWriter, ip: str
     ) -> None:
         tcp = TcpStream(reader, w)
         session: Session | None = None
@@ -353,16 +395,49 @@ class Server:
                     del self.sessions[remote]
                     self._sessions_changed()
         finally:
+            self._release_ip(ip)
             if session is not None:
                 await session.close()
             else:
                 await tcp.close()
 
     async def _serve_session(self, session: Session) -> None:
-        # When the session ends (or the server closes) the streams it carried end with it.
-        await session.serve_streams(lambda ystr: self._serve_stream(session, ystr))
+        """One task per accepted stream, within the session's limits: a stream over them is
+        reset at once, so a flood of idle streams costs a counter, not a task. When the
+        session ends (or the server closes) the streams it carried end with it."""
+        load = _SessionLoad()
+        async with leaving() as tg:
+            while True:
+                try:
+                    ystr = await session.accept_stream()
+                except ConnectionError:
+                    raise Leave from None
+                busy = load.pending + load.relaying
+                if load.pending >= self.max_pending_streams or busy >= self.max_streams_per_session:
+                    self.stats.streams_refused += 1
+                    await _abort(ystr)
+                    continue
+                load.pending += 1
+                tg.create_task(
+                    guarded(self._serve_stream(session, ystr, load), "dmsg relay stream", log)
+                )
 
-    async def _serve_stream(self, src: Session, ystr: YamuxStream) -> None:
+    async def _serve_stream(self, src: Session, ystr: YamuxStream, load: _SessionLoad) -> None:
+        try:
+            relay = await self._exchange(src, ystr)
+        finally:
+            load.pending -= 1
+        if relay is None:
+            return
+        load.relaying += 1
+        try:
+            await self._relay(ystr, relay)
+        finally:
+            load.relaying -= 1
+
+    async def _exchange(self, src: Session, ystr: YamuxStream) -> YamuxStream | None:
+        """The request/response exchange of one stream; the destination stream to relay to,
+        or None when the stream ended here (refused or failed)."""
         dst_stream: YamuxStream | None = None
         try:
             async with asyncio.timeout(STREAM_HANDSHAKE_TIMEOUT):
@@ -386,16 +461,16 @@ class Server:
                 self.stats.streams_failed += 1
                 await _close_quietly(ystr)
                 await _close_quietly(dst_stream)
-                return
+                return None
         except (DmsgError, WireError, ConnectionError, TimeoutError, OSError) as exc:
             self.stats.streams_failed += 1
             log.debug("dmsg server: stream from %s failed: %s", src.remote_pk, exc)
             await _abort(ystr)
             if dst_stream is not None:
                 await _abort(dst_stream)
-            return
+            return None
         self.stats.streams_relayed += 1
-        await self._relay(ystr, dst_stream)
+        return dst_stream
 
     async def _relay(self, a: YamuxStream, b: YamuxStream) -> None:
         """Copy both ways; as soon as either direction ends, close both streams."""

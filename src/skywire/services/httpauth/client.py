@@ -97,7 +97,8 @@ def _encode_json_body(payload: Any) -> bytes:
 class HTTPAuthClient(HTTPClientBase):
     """Signed requests to one service at ``base_url`` as the key of ``sk``.
 
-    The nonce is fetched on first use, incremented after every 2xx answer, and re-fetched (with
+    The nonce is fetched on first use and incremented after every 200 answer; after another
+    2xx it is fetched again (upstream servers do not count those, this package's do), and re-fetched (with
     one retry of the request) when the server answers ``SW-Nonce does not match``. Requests are
     sent one at a time. Pass ``session`` to share an ``aiohttp.ClientSession``; otherwise the
     client opens one and closes it in :meth:`close` / ``async with``.
@@ -185,9 +186,13 @@ class HTTPAuthClient(HTTPClientBase):
                 log.debug("%s %s: stale nonce %s, re-fetching", method, path, self._nonce)
                 await self.fetch_nonce()
                 resp = await self._send(method, url, body, params, headers)
-            if resp.ok:
+            if resp.status == 200:
                 assert self._nonce is not None
                 self._nonce = (self._nonce + 1) & MAX_NONCE
+            elif resp.ok:
+                # Upstream servers spend the nonce only on a 200, ours on any 2xx: ask again
+                # before the next request rather than guess (and be refused).
+                self._nonce = None
             return resp
 
     async def request_unsigned(

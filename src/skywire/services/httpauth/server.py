@@ -91,11 +91,19 @@ class HTTPAuth:
     requests can never both spend the same nonce.
     """
 
-    def __init__(self, store: NonceStore, *, protect_all: bool = False) -> None:
+    def __init__(
+        self, store: NonceStore, *, protect_all: bool = False, spend_on_any_2xx: bool = True
+    ) -> None:
         self.store = store
         self._protect_all = protect_all
+        # Upstream servers spend a nonce only on a 200, which lets a request answered 201 be
+        # replayed; this one spends it on any 2xx unless told to count as upstream does.
+        self._any_2xx = spend_on_any_2xx
         self._protected: set[Any] = set()
         self._locks = _KeyLocks()
+
+    def _spends(self, status: int) -> bool:
+        return 200 <= status < 300 if self._any_2xx else status == 200
 
     def protect(self, handler: _H) -> _H:
         """Mark ``handler`` as requiring a signed request; returns it unchanged."""
@@ -138,10 +146,10 @@ class HTTPAuth:
             try:
                 response = await handler(request)
             except web.HTTPException as exc:
-                if 200 <= exc.status < 300:
+                if self._spends(exc.status):
                     await self.store.increment(pk)
                 raise
-            if 200 <= response.status < 300:
+            if self._spends(response.status):
                 await self.store.increment(pk)
             return response
         finally:

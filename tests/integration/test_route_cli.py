@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import threading
+import uuid
 
 import pytest
 
@@ -100,3 +101,47 @@ def test_route_find_cli_shows_ranked_candidates() -> None:
         loop.call_soon_threadsafe(stop.set)
         thread.join(30)
         loop.close()
+
+
+async def test_a_finder_without_the_ranked_endpoint_still_answers() -> None:
+    """Upstream route finders have only ``POST /routes``: the client falls back to it."""
+    from aiohttp import web
+
+    from skywire.routing.route import Hop, PathEdges
+
+    src, mid, dst = (KeyPair.generate().pk for _ in range(3))
+    hop1 = Hop(uuid.uuid4(), src, mid)
+    hop2 = Hop(uuid.uuid4(), mid, dst)
+
+    async def routes(request: web.Request) -> web.Response:
+        body = await request.json()
+        key = PathEdges(src, dst).text()
+        assert body["Edges"] == [key]
+        return web.json_response({key: [[hop1.to_json(), hop2.to_json()]]})
+
+    async def not_found(request: web.Request) -> web.Response:
+        return web.Response(status=404, text="404 page not found\n")  # chi's plain 404
+
+    app = web.Application()
+    app.router.add_post("/routes", routes)
+    app.router.add_post("/routes/ranked", not_found)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with RFClient(url) as client:
+            found, ranked = await client.candidate_routes(src, dst, min_hops=1, max_hops=5)
+        assert not ranked
+        assert [h["To"] for h in found[0]["hops"]] == [mid.hex(), dst.hex()]
+        assert found[0]["latency_ms"] is None
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "skywire.cli", "cli", "route", "find", dst.hex(),
+            "--from", src.hex(), "--rf", url,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await proc.communicate()
+        assert proc.returncode == 0, err
+        assert b"no ranked endpoint" in err and b"unmeasured" in out
+    finally:
+        await runner.cleanup()

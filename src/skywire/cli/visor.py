@@ -230,6 +230,7 @@ def route_find(
     as_json: JsonOption = False,
 ) -> None:
     """Ask the route finder for ranked candidate routes, with their measured latencies."""
+    from skywire.routing.route import RouteQueryError
     from skywire.services.rf.client import RFClient
 
     dst = parse_pk(pk)
@@ -239,17 +240,22 @@ def route_find(
         rf = rf or info["route_finder"]
     source = parse_pk(src)
 
-    async def ask() -> list[dict[str, Any]]:
+    async def ask() -> tuple[list[dict[str, Any]], bool]:
         async with RFClient(rf) as client:
-            return await client.ranked_routes(
+            return await client.candidate_routes(
                 source, dst, min_hops=min_hops, max_hops=max_hops, num_routes=count
             )
 
     try:
-        routes = asyncio.run(ask())
-    except Exception as exc:
+        routes, ranked = asyncio.run(ask())
+    except (RouteQueryError, OSError, TimeoutError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
+    if not ranked:
+        err.print(
+            "[yellow]note:[/yellow] this route finder has no ranked endpoint (an upstream one): "
+            "paths in its own order, without latencies"
+        )
     if as_json:
         out.print_json(json.dumps(routes))
         return
@@ -264,7 +270,7 @@ def route_find(
             str(i),
             str(len(hops)),
             f"{lat:.1f} ms" if isinstance(lat, int | float) else "unmeasured",
-            f"{r.get('cost_ms', 0):.1f}",
+            f"{r['cost_ms']:.1f}" if isinstance(r.get("cost_ms"), int | float) else "-",
             path,
         )
     out.print(table)

@@ -98,8 +98,9 @@ class HTTPAuthClient(HTTPClientBase):
     """Signed requests to one service at ``base_url`` as the key of ``sk``.
 
     The nonce is fetched on first use and incremented after every 200 answer; after another
-    2xx it is fetched again (upstream servers do not count those, this package's do), and re-fetched (with
-    one retry of the request) when the server answers ``SW-Nonce does not match``. Requests are
+    2xx it is fetched again (upstream servers do not count those, this package's do), and
+    re-fetched (with one retry of the request) when the server answers ``SW-Nonce does not
+    match``. Requests are
     sent one at a time. Pass ``session`` to share an ``aiohttp.ClientSession``; otherwise the
     client opens one and closes it in :meth:`close` / ``async with``.
     """

@@ -46,6 +46,13 @@ class ResponseFormatError(RouteFinderError):
     code = 502
 
 
+class EndpointMissingError(RouteFinderError):
+    """A 404 that is not the route finder's own error body: the endpoint does not exist there
+    (an upstream finder has no ``/routes/ranked``)."""
+
+    code = 404
+
+
 class RouteFinderUnreachableError(RouteFinderError, ConnectionError):
     """The route finder could not be asked (refused, reset, timed out)."""
 
@@ -62,6 +69,9 @@ def _error_from_response(status: int, body: bytes) -> RouteFinderError:
         text = obj["error"].get("message")
         if isinstance(text, str):
             message = text
+    if status == 404 and not message:
+        text = body.decode("utf-8", "replace").strip() or "HTTP 404"
+        return EndpointMissingError(f"no such endpoint: {text}")
     if not message:
         message = body.decode("utf-8", "replace").strip() or f"HTTP {status}"
     if status == 404:
@@ -167,6 +177,35 @@ class RFClient(HTTPClientBase):
         except (ValueError, KeyError, TypeError) as exc:
             raise ResponseFormatError(f"bad ranked answer: {exc}") from exc
         return [r for r in routes if isinstance(r, dict)]
+
+    async def candidate_routes(
+        self,
+        src: PubKey,
+        dst: PubKey,
+        *,
+        min_hops: int = 0,
+        max_hops: int = DEFAULT_MAX_HOPS,
+        num_routes: int | None = None,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """:meth:`ranked_routes` where the finder has it; from an upstream finder (no such
+        endpoint) the plain ``POST /routes`` paths, kept in the finder's order, with no
+        latencies. The flag says whether the answer is ranked by measured latency."""
+        try:
+            ranked = await self.ranked_routes(
+                src, dst, min_hops=min_hops, max_hops=max_hops, num_routes=num_routes
+            )
+            return ranked, True
+        except EndpointMissingError:
+            pass
+        found = await self.find_routes([(src, dst)], min_hops=min_hops, max_hops=max_hops)
+        paths = found.get(PathEdges(src, dst), [])
+        if num_routes is not None:
+            paths = paths[:num_routes]
+        plain = [
+            {"hops": [h.to_json() for h in path], "cost_ms": None, "latency_ms": None}
+            for path in paths
+        ]
+        return plain, False
 
     async def health(self) -> dict[str, Any]:
         payload = await self._request("GET", "/health")

@@ -50,3 +50,37 @@ def test_config_gen_does_not_overwrite_a_secret_key_without_force(tmp_path: Path
     assert json.loads(out.read_text())["sk"] == first
     assert run("cli", "config", "gen", "-o", str(out), "--force").returncode == 0
     assert json.loads(out.read_text())["sk"] != first
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_second_visor_from_the_same_state_is_refused_before_it_starts(tmp_path: Path) -> None:
+    cfg_path = tmp_path / "skywire-config.json"
+    dead = f"http://127.0.0.1:{_free_port()}"
+    assert run("cli", "config", "gen", "-o", str(cfg_path), "--local-path", str(tmp_path / "local"),
+               "--cli-addr", f"127.0.0.1:{_free_port()}").returncode == 0  # fmt: skip
+    doc = json.loads(cfg_path.read_text())
+    doc["dmsg"]["discovery"] = dead
+    doc["transport"]["discovery"] = doc["transport"]["address_resolver"] = ""
+    doc["routing"]["route_finder"] = ""
+    doc["skywire-tcp"]["listening_address"] = ""
+    cfg_path.write_text(json.dumps(doc))
+    first = subprocess.Popen([*SKYWIRE, "visor", "-c", str(cfg_path)], env=ENV,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert first.stderr is not None
+        line = first.stderr.readline()
+        while "running; control API" not in line:
+            assert line, "the first visor did not start"
+            line = first.stderr.readline()
+        second = run("visor", "-c", str(cfg_path))
+        assert second.returncode == 1
+        assert f"process {first.pid}" in second.stderr and "already runs" in second.stderr
+        assert second.stderr.count("\n") <= 3 and "Traceback" not in second.stderr
+    finally:
+        first.terminate()
+        first.wait(30)

@@ -341,6 +341,7 @@ def visor_run(
         err.print(f"[red]error:[/red] cannot load {config}: {exc}")
         raise typer.Exit(2) from exc
     setup_logging(log_level or cfg.log_level)
+    lock = _claim(cfg)
 
     async def main(stop: asyncio.Event) -> None:
         from skywire.visor.services import service_registry
@@ -350,7 +351,42 @@ def visor_run(
             await stop.wait()
             err.print("shutting down")
 
-    asyncio.run(run_until_interrupted(main))
+    try:
+        asyncio.run(run_until_interrupted(main))
+    finally:
+        lock.release()
+
+
+def _claim(cfg: Any) -> Any:
+    """Before anything shared is touched: this visor's state folder (one process at a time)
+    and its listening ports. Exits with one line naming what is taken."""
+    from skywire.visor.statelock import (
+        PortInUseError,
+        StateLock,
+        StateLockedError,
+        check_ports_free,
+    )
+    from skywire.visor.web import split_address
+
+    lock = StateLock(Path(cfg.local_path), "visor.lock")
+    try:
+        lock.acquire()
+    except StateLockedError as exc:
+        err.print(f"[red]error:[/red] a visor already runs from this state: {exc}")
+        raise typer.Exit(1) from exc
+    ports = [("control API", *split_address(cfg.cli_addr))]
+    for name, block in (("dmsg_web", cfg.dmsg_web), ("skynet_web", cfg.skynet_web)):
+        if block.enabled:
+            ports.append((name, *split_address(block.listen)))
+    if cfg.transport.stcpr_port:
+        ports.append(("stcpr", "0.0.0.0", cfg.transport.stcpr_port))
+    try:
+        check_ports_free(ports)
+    except (PortInUseError, ValueError) as exc:
+        lock.release()
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    return lock
 
 
 def register(app: typer.Typer) -> None:

@@ -126,3 +126,37 @@ def test_curl_fetches_and_reports_http_errors(network: _NetworkThread, tmp_path:
         capture_output=True,
     )
     assert proc.returncode == 2
+
+
+async def test_runs_of_one_state_folder_keep_their_keys_and_refuse_a_second_copy(
+    tmp_path: Path,
+) -> None:
+    from skywire.visor.statelock import PortInUseError, StateLock, StateLockedError
+
+    def visors(lines: list[str]) -> list[str]:
+        return [line.split()[2] for line in lines if line.startswith("visor ")]
+
+    first: list[str] = []
+    await run_local_network(tmp_path, size=1 << 20, disc_port=0, once=True, say=first.append)
+    second: list[str] = []
+    await run_local_network(tmp_path, size=1 << 20, disc_port=0, once=True, say=second.append)
+    assert len(visors(first)) == 4 and visors(first) == visors(second)
+    assert all(" control 127.0.0.1:" in line for line in first if line.startswith("visor "))
+    setup = [line for line in first if line.startswith("route setup node")]
+    assert setup == [line for line in second if line.startswith("route setup node")]
+
+    # a second copy while one runs: refused before it writes anything
+    other = tmp_path / "other"
+    with StateLock(other, "testnet.lock"), pytest.raises(StateLockedError):
+        await run_local_network(other, size=1 << 20, disc_port=0, once=True, say=first.append)
+    assert not (other / "www").exists()
+    # and one whose ports are taken, likewise
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(PortInUseError, match=f"port 127.0.0.1:{port} is in use"):
+            await run_local_network(other, size=1 << 20, disc_port=port, once=True)
+    assert not (other / "www").exists()

@@ -45,11 +45,20 @@ def register(app: typer.Typer) -> None:
             if not (report.sha256_ok and report.route_ok):
                 raise typer.Exit(1)
 
+        from skywire.visor.statelock import PortInUseError, StateLockedError
+
         try:
             asyncio.run(run_until_interrupted(main))
-        except OSError as exc:
+        except StateLockedError as exc:
+            console.print(f"[red]error:[/red] a local network already runs: {exc}", highlight=False)
+            raise typer.Exit(1) from exc
+        except PortInUseError as exc:
             console.print(
-                f"[red]error:[/red] {exc}\n(another network running? try --disc-port 0)",
+                f"[red]error:[/red] {exc.strerror} (another network running? try --disc-port 0 "
+                "for free ports)",
                 highlight=False,
             )
+            raise typer.Exit(1) from exc
+        except OSError as exc:
+            console.print(f"[red]error:[/red] {exc}", highlight=False)
             raise typer.Exit(1) from exc

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -34,8 +35,12 @@ class LocalDmsgNetwork:
         disc_port: int = 0,
         update_interval: float = 60.0,
         client_backoff: Backoff | None = None,
+        server_keys: Sequence[SecKey] = (),
+        server_ports: Sequence[int] = (),
     ) -> None:
         self.n_servers = servers
+        self.server_keys = list(server_keys)
+        self.server_ports = list(server_ports)
         self.db = db
         self.host = host
         self.disc_port = disc_port
@@ -84,8 +89,10 @@ class LocalDmsgNetwork:
         await site.start()
         assert self._runner.addresses
         self.disc_port = int(self._runner.addresses[0][1])
-        for _ in range(self.n_servers):
-            await self.add_server()
+        for i in range(self.n_servers):
+            sk = self.server_keys[i] if i < len(self.server_keys) else None
+            port = self.server_ports[i] if i < len(self.server_ports) else 0
+            await self.add_server(sk, port)
 
     async def add_server(self, sk: SecKey | None = None, port: int = 0) -> Server:
         srv = Server(

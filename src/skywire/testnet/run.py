@@ -18,13 +18,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from skywire.cipher import KeyPair, PubKey
+from skywire.cipher import PubKey
 from skywire.dmsg.http import HTTPServer, add_static, fetch_stream
 from skywire.testnet.demo import DemoSite, add_demo_pages, check_names, demo_names
 from skywire.testnet.dmsgnet import LocalDmsgNetwork
+from skywire.testnet.keys import KeyBook
 from skywire.testnet.skynet import LocalSkywire
 from skywire.transport.manager import ManagedTransport
 from skywire.visor.config import VisorConfig
+from skywire.visor.statelock import StateLock, check_ports_free
 
 Say = Callable[[str], None]
 DMSG_SITE = "the dmsg site"
@@ -69,19 +71,53 @@ async def run_local_network(
     stop: asyncio.Event | None = None,
     say: Say = print,
 ) -> RunReport:
+    # Before anything is written: one network per state folder, and its ports free.
+    fixed = disc_port != 0  # the well-known testnet ports, as `cli config gen --testnet`
+    with StateLock(data_dir, "testnet.lock"):
+        if fixed:
+            check_ports_free(("testnet", "127.0.0.1", p) for p in _fixed_ports(disc_port))
+        return await _run(data_dir, size, disc_port, fixed, once, stop, say)
+
+
+def _fixed_ports(disc_port: int) -> list[int]:
+    return [disc_port, *FIXED.values(), *DMSG_SERVER_PORTS, *VISOR_CLI_PORTS]
+
+
+FIXED = {"tpd": 9091, "rf": 9092, "ar": 9093, "dmsg_web": 4445, "skynet_web": 4446}
+DMSG_SERVER_PORTS = (9081, 9082)
+VISOR_CLI_PORTS = (3436, 3437, 3438, 3439)
+"""Control ports of visors 0-3 (3435 is left for one more visor that joins in)."""
+
+
+async def _run(
+    data_dir: Path,
+    size: int,
+    disc_port: int,
+    fixed: bool,
+    once: bool,
+    stop: asyncio.Event | None,
+    say: Say,
+) -> RunReport:
     www = data_dir / "www"
     payload = www / "payload.bin"
     say(f"preparing a {size / 1e6:.0f} MB file in {payload}")
     digest = await asyncio.to_thread(_make_payload, payload, size)
+    keys = KeyBook(data_dir / "keys.json")
 
     db = data_dir / "dmsg-discovery.db"
-    async with LocalDmsgNetwork(servers=2, db=db, disc_port=disc_port) as net:
+    async with LocalDmsgNetwork(
+        servers=2,
+        db=db,
+        disc_port=disc_port,
+        server_keys=[keys.get("dmsg-server-0"), keys.get("dmsg-server-1")],
+        server_ports=DMSG_SERVER_PORTS if fixed else (),
+    ) as net:
         say(f"discovery    {net.disc_url}  (SQLite: {db})")
         for srv in net.servers:
             say(f"dmsg server  {srv.pk}  at {srv.address}")
 
         t0 = time.monotonic()
-        host = await net.client(KeyPair.generate().sk)
+        host = await net.client(keys.get("file-server"))
         say(f"file server  {host.pk}  sessions ready in {(time.monotonic() - t0) * 1e3:.1f} ms")
         app = web.Application()
         add_demo_pages(app.router, DMSG_SITE)
@@ -119,23 +155,24 @@ async def run_local_network(
                 f" sha256 {'matches' if ok else 'MISMATCH'}"
             )
             say("")
-            fixed = disc_port != 0  # the well-known testnet ports, as `cli config gen --testnet`
 
             def with_proxies(index: int, cfg: VisorConfig) -> None:
                 if index == 0:  # the first visor runs both resolving proxies
                     cfg.dmsg_web.enabled = cfg.skynet_web.enabled = True
-                    cfg.dmsg_web.listen = f"127.0.0.1:{4445 if fixed else 0}"
-                    cfg.skynet_web.listen = f"127.0.0.1:{4446 if fixed else 0}"
+                    cfg.dmsg_web.listen = f"127.0.0.1:{FIXED['dmsg_web'] if fixed else 0}"
+                    cfg.skynet_web.listen = f"127.0.0.1:{FIXED['skynet_web'] if fixed else 0}"
 
             async with (
                 LocalSkywire(
                     net,
                     visors=4,
                     data_dir=data_dir,
-                    tpd_port=9091 if fixed else 0,
-                    rf_port=9092 if fixed else 0,
-                    ar_port=9093 if fixed else 0,
+                    tpd_port=FIXED["tpd"] if fixed else 0,
+                    rf_port=FIXED["rf"] if fixed else 0,
+                    ar_port=FIXED["ar"] if fixed else 0,
                     configure=with_proxies,
+                    keys=keys.get,
+                    cli_ports=VISOR_CLI_PORTS if fixed else (),
                 ) as sky,
                 DemoSite(SKYNET_SITE) as site,
             ):
@@ -144,7 +181,7 @@ async def run_local_network(
                 on = next(iter(host.sessions))
                 report.names_ok = await _proxy_demo(sky, host.pk, on, site, say)
                 visor_cfg = data_dir / "visor-config.json"
-                cfg = sky.config()
+                cfg = sky.config(keys.get("visor-joining"))
                 cfg.cli_addr = "127.0.0.1:3435"
                 cfg.local_path = str(data_dir / "visor")
                 await asyncio.to_thread(cfg.save, visor_cfg)
@@ -214,7 +251,8 @@ async def _route_demo(sky: LocalSkywire, size: int, say: Say) -> bool:
     say(f"route finder        {sky.rf.url}")
     say(f"route setup node    {sky.rsn.pk}  (dmsg port 36)")
     for i, v in enumerate(sky.visors):
-        say(f"visor {i}             {v.pk}")
+        rpc = f"127.0.0.1:{v.rpc.port}" if v.rpc is not None else "-"
+        say(f"visor {i}             {v.pk}  control {rpc}")
     t0 = time.monotonic()
     tps = await sky.chain("stcpr")
     say(

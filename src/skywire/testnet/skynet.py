@@ -10,7 +10,7 @@ in a row, so that a route from the first to the last crosses every intermediate.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from skywire.cipher import SecKey
@@ -43,9 +43,13 @@ class LocalSkywire:
         rf_port: int = 0,
         ar_port: int = 0,
         configure: Callable[[int, VisorConfig], None] | None = None,
+        keys: Callable[[str], SecKey] | None = None,
+        cli_ports: Sequence[int] = (),
     ) -> None:
         self.dmsg = dmsg
         self.configure = configure
+        self.keys = keys  # named keys ("setup-node", "visor-0"...) kept across runs
+        self.cli_ports = list(cli_ports)
         self.n_visors = visors
         self.data_dir = data_dir
         self.latency_interval = latency_interval
@@ -90,7 +94,7 @@ class LocalSkywire:
         self.rf = await st.enter_async_context(
             RouteFinderServer(self.finder, port=self.ports["rf"])
         )
-        rsn_client = await self.dmsg.client()
+        rsn_client = await self.dmsg.client(self.keys("setup-node") if self.keys else None)
         self.rsn = SetupNode(rsn_client)
         await self.rsn.start()
         st.push_async_callback(self.rsn.close)
@@ -115,7 +119,12 @@ class LocalSkywire:
     async def add_visor(self, sk: SecKey | None = None) -> Visor:
         """One more visor; ``configure(index, cfg)`` (if given) edits its config first."""
         assert self.ar is not None and self.tpd is not None
+        index = len(self.visors)
+        if sk is None and self.keys is not None:
+            sk = self.keys(f"visor-{index}")
         cfg = self.config(sk)
+        if index < len(self.cli_ports):
+            cfg.cli_addr = f"127.0.0.1:{self.cli_ports[index]}"
         if self.configure is not None:
             self.configure(len(self.visors), cfg)
         registry = await self._stack.enter_async_context(TPDRegistry(self.tpd.url, cfg.sk))

@@ -514,8 +514,10 @@ class TransportManager:
         while True:
             await asyncio.sleep(self.latency_interval)
             for tp in list(self.transports.values()):
-                if not tp.answers_pings and tp.unanswered_pings >= DEAD_AFTER_ROUNDS:
-                    continue  # a peer without transport pings (the reference visor)
+                if not tp.answers_pings and tp.unanswered_pings >= 1:
+                    # A peer that let its first probe go unanswered has no transport pings
+                    # (the reference visor logs "unknown packet type" for each): one is enough.
+                    continue
                 try:
                     ms = await tp.ping()
                 except (TransportError, TimeoutError) as exc:
@@ -528,7 +530,8 @@ class TransportManager:
                         log.info("transport %s silent for %.0f s: closing it", tp.id, silent)
                         await tp.close()
                     else:
-                        log.info("latency probe on %s failed: %s", tp.id, exc)
+                        why = str(exc) or f"{type(exc).__name__} (no answer in time)"
+                        log.info("latency probe on %s to %s failed: %s", tp.id, tp.remote_pk, why)
                     continue
                 tp.unanswered_pings = 0
                 if self.registry is not None:

@@ -35,6 +35,7 @@ from skywire.transport.resolver import (
     STCPR_REBIND_INTERVAL,
     AddressResolver,
     NoEntryError,
+    ResolverError,
     SudphBinding,
     VisorData,
 )
@@ -45,6 +46,8 @@ from skywire.wire.tasks import TaskTree
 log = logging.getLogger(__name__)
 
 HOLEPUNCH = b"holepunch"
+BIND_RETRY_INITIAL = 2.0
+"""Seconds before a failed bind at the resolver is tried again (doubling, up to a minute)."""
 SUDPH_DIAL_ATTEMPTS = 6
 SUDPH_ATTEMPT_TIMEOUT = 5.0
 
@@ -79,6 +82,7 @@ class StcprNetwork(TCPNetwork):
         self.ar = ar
         self.addresses = addresses
         self.rebind_interval = rebind_interval
+        self.bound = False
         self._rebinder: asyncio.Task[None] | None = None
         super().__init__(
             sk, TransportType.STCPR.value, host=host, port=port, resolve=self._resolve_pk
@@ -93,16 +97,25 @@ class StcprNetwork(TCPNetwork):
 
     async def start(self) -> None:
         await super().start()
-        await self.ar.bind_stcpr(self.port, self.addresses)
+        self.bound = await self._bind()
         self._rebinder = asyncio.create_task(self._rebind(), name="stcpr-rebind")  # close() awaits
 
+    async def _bind(self) -> bool:
+        try:
+            await self.ar.bind_stcpr(self.port, self.addresses)
+        except RESOLVER_ERRORS as exc:
+            log.warning("stcpr: bind at the address resolver failed (will retry): %s", exc)
+            return False
+        return True
+
     async def _rebind(self) -> None:
+        """Re-bind every ``rebind_interval``; after a failure, sooner (back-off from 2 s), so
+        that a resolver that was away or refused once does not leave stcpr unreachable."""
+        retry = BIND_RETRY_INITIAL
         while True:
-            await asyncio.sleep(self.rebind_interval)
-            try:
-                await self.ar.bind_stcpr(self.port, self.addresses)
-            except RESOLVER_ERRORS as exc:
-                log.warning("stcpr: re-bind failed: %s", exc)
+            await asyncio.sleep(self.rebind_interval if self.bound else retry)
+            self.bound = await self._bind()
+            retry = BIND_RETRY_INITIAL if self.bound else min(retry * 2, self.rebind_interval)
 
     async def close(self) -> None:
         if self._rebinder is not None:
@@ -147,9 +160,26 @@ class SudphNetwork:
         await self._tasks.start()
         self.endpoint = await KCPEndpoint.open(self.host, self.port)
         self.port = self.endpoint.local_addr[1]
-        self.bind = await self.ar.bind_sudph(self.endpoint, self.addresses)
         self._spawn(self._accept_loop(), "sudph-accept")
-        log.info("sudph on UDP %s:%d, bound at the resolver", self.host, self.port)
+        if not await self._bind():
+            self._spawn(self._bind_until_bound(), "sudph-bind")
+        log.info("sudph on UDP %s:%d", self.host, self.port)
+
+    async def _bind(self) -> bool:
+        assert self.endpoint is not None
+        try:
+            self.bind = await self.ar.bind_sudph(self.endpoint, self.addresses)
+        except (ResolverError, OSError, TimeoutError, HandshakeError, WireError) as exc:
+            log.warning("sudph: bind at the address resolver failed (will retry): %s", exc)
+            return False
+        log.info("sudph: bound at the address resolver")
+        return True
+
+    async def _bind_until_bound(self) -> None:
+        retry = BIND_RETRY_INITIAL
+        while not await self._bind():
+            await asyncio.sleep(retry)
+            retry = min(retry * 2, 60.0)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.spawn(coro, name)

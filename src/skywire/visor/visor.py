@@ -21,6 +21,7 @@ from skywire.router import Router, RouterConfig
 from skywire.services.ar.client import ARClient
 from skywire.services.dmsgdisc.client import DiscClient
 from skywire.services.rf.client import RFClient
+from skywire.transport.localaddr import local_addresses
 from skywire.transport.manager import (
     REGISTRY_ERRORS,
     ManagedTransport,
@@ -104,7 +105,9 @@ class Visor:
                 ARClient(cfg.transport.address_resolver, self.sk, self._ar_udp)
             )
             host = "127.0.0.1" if _is_loopback_url(cfg.transport.address_resolver) else "0.0.0.0"
-            local = ("127.0.0.1",) if host == "127.0.0.1" else ()
+            # the local addresses, as upstream visors declare them (an upstream resolver
+            # refuses a bind without them)
+            local = ("127.0.0.1",) if host == "127.0.0.1" else local_addresses()
             networks.append(
                 StcprNetwork(
                     self.sk, self.ar, host=host, port=cfg.transport.stcpr_port, addresses=local

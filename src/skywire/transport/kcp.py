@@ -102,6 +102,12 @@ def kcp_conv(data: bytes) -> int:
     return conv
 
 
+MAX_INCOMING = 4096
+"""Conversations opened by peers that one endpoint keeps at once."""
+MAX_PER_ADDRESS = 8
+"""…and from one remote address (a visor binds once; a few re-binds may overlap)."""
+
+
 class KCPEndpoint:
     """One UDP socket carrying KCP conversations and, beside them, raw control datagrams.
 
@@ -110,7 +116,9 @@ class KCPEndpoint:
     datagram that is not KCP. ``datagram_filter`` sees every incoming datagram first and drops
     it by returning ``False`` (for tests simulating loss). At most ``backlog`` accepted
     conversations wait for :meth:`accept`; further new ones are ignored until there is room, as
-    kcp-go does.
+    kcp-go does. At most ``max_incoming`` conversations opened by peers live at once, and at
+    most ``max_per_address`` from one address: a datagram beyond them creates no state (a
+    flood of garbage from one host cannot grow the endpoint).
     """
 
     def __init__(
@@ -121,10 +129,16 @@ class KCPEndpoint:
         backlog: int = 128,
         on_datagram: DatagramHandler | None = None,
         datagram_filter: DatagramFilter | None = None,
+        max_incoming: int = MAX_INCOMING,
+        max_per_address: int = MAX_PER_ADDRESS,
     ) -> None:
         self.options = options or KCPOptions()
         self.accepting = accepting
         self.backlog = backlog
+        self.max_incoming = max_incoming
+        self.max_per_address = max_per_address
+        self._incoming: dict[Address, int] = {}  # live peer-opened conversations per address
+        self.ignored = 0  # new conversations refused by the limits
         self.on_datagram = on_datagram
         self.datagram_filter = datagram_filter
         self._sock: socket.socket | None = None
@@ -148,6 +162,8 @@ class KCPEndpoint:
         backlog: int = 128,
         on_datagram: DatagramHandler | None = None,
         datagram_filter: DatagramFilter | None = None,
+        max_incoming: int = MAX_INCOMING,
+        max_per_address: int = MAX_PER_ADDRESS,
     ) -> KCPEndpoint:
         """Bind a UDP socket on ``host:port`` (port 0: any free port)."""
         self = cls(
@@ -156,6 +172,8 @@ class KCPEndpoint:
             backlog=backlog,
             on_datagram=on_datagram,
             datagram_filter=datagram_filter,
+            max_incoming=max_incoming,
+            max_per_address=max_per_address,
         )
         await self._bind(host, port)
         return self
@@ -306,6 +324,12 @@ class KCPEndpoint:
         if self._conns.get(key) is conn:
             del self._conns[key]
             self._tombstones[key] = time.monotonic() + _TOMBSTONE_TTL
+            if conn.incoming:
+                left = self._incoming.get(key[0], 0) - 1
+                if left > 0:
+                    self._incoming[key[0]] = left
+                else:
+                    self._incoming.pop(key[0], None)
         if len(self._tombstones) > 1024:
             now = time.monotonic()
             self._tombstones = {k: t for k, t in self._tombstones.items() if t > now}
@@ -333,12 +357,18 @@ class KCPEndpoint:
     def _new_incoming(self, key: tuple[Address, int]) -> KCPConnection | None:
         if not self.accepting or len(self._accept_queue) >= self.backlog:
             return None
+        here = self._incoming.get(key[0], 0)
+        if here >= self.max_per_address or sum(self._incoming.values()) >= self.max_incoming:
+            self.ignored += 1
+            return None
         expiry = self._tombstones.get(key)
         if expiry is not None:
             if expiry > time.monotonic():
                 return None
             del self._tombstones[key]
         conn = KCPConnection(self, key[0], key[1], self.options)
+        conn.incoming = True
+        self._incoming[key[0]] = here + 1
         self._conns[key] = conn
         self._accept_queue.append(conn)
         self._accept_ready.set()

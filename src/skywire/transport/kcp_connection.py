@@ -100,6 +100,7 @@ class KCPConnection:
         self._endpoint = endpoint
         self.remote_addr = remote_addr
         self.conv = conv
+        self.incoming = False  # opened by the peer (the endpoint counts these per address)
         self._options = options
         self._loop = asyncio.get_running_loop()
         kcp = KCP(

@@ -193,6 +193,16 @@ class SUDPHBindServer:
         return self._endpoint.local_addr
 
     @property
+    def conversations(self) -> int:
+        """Live KCP conversations on the UDP socket (binds and handshakes in progress)."""
+        return len(self._endpoint.connections) if self._endpoint is not None else 0
+
+    @property
+    def ignored(self) -> int:
+        """New conversations refused by the endpoint's limits (a garbage flood shows here)."""
+        return self._endpoint.ignored if self._endpoint is not None else 0
+
+    @property
     def bound(self) -> dict[PubKey, VisorData]:
         """The binds held right now."""
         return {pk: b.data for pk, b in self._binds.items()}

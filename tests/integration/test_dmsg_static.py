@@ -118,3 +118,29 @@ def test_byte_range(header: str, size: int, expected: tuple[int, int] | None) ->
 def test_unsatisfiable_ranges(header: str) -> None:
     with pytest.raises(ValueError):
         byte_range(header, 100)
+
+
+async def test_an_interrupted_download_logs_no_error(
+    site: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that goes away mid-file: the server stops quietly (the old sendfile fallback
+    was fed the client's end and raised "reading should be paused")."""
+    big = site / "huge.bin"
+    big.write_bytes(os.urandom(8 << 20))
+    net, server = await serve(site)
+    try:
+        for _ in range(5):
+            async with (
+                httpx.AsyncClient(transport=DmsgTransport(net.dialer(CLIENT_PK))) as client,
+                client.stream("GET", url("/huge.bin")) as r,
+            ):
+                body = r.aiter_raw()
+                await anext(body)  # some bytes, then hang up
+        r = await httpx.AsyncClient(transport=DmsgTransport(net.dialer(CLIENT_PK))).get(
+            url("/docs/a.txt")
+        )
+        assert r.text == "alpha\n"
+    finally:
+        await server.close()
+    errors = [rec for rec in caplog.records if rec.levelno >= 40]
+    assert not errors, [rec.getMessage() for rec in errors]

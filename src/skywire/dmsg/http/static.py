@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import logging
 import mimetypes
 import os
 from pathlib import Path
@@ -21,6 +22,8 @@ from typing import BinaryIO, Final
 from urllib.parse import quote
 
 from aiohttp import hdrs, web
+
+log = logging.getLogger(__name__)
 
 __all__ = ["CHUNK_SIZE", "add_static", "byte_range"]
 
@@ -111,19 +114,25 @@ async def _send_file(request: web.Request, path: Path) -> web.StreamResponse:
         await resp.write_eof()
         return resp
     fobj: BinaryIO = await asyncio.to_thread(open, path, "rb")
+    left = length
     try:
         if span[0]:
             await asyncio.to_thread(fobj.seek, span[0], os.SEEK_SET)
-        left = length
         while left > 0:
             chunk = await asyncio.to_thread(fobj.read, min(CHUNK_SIZE, left))
             if not chunk:
                 break  # the file shrank meanwhile: the client sees a short body
             await resp.write(chunk)
             left -= len(chunk)
+        await resp.write_eof()
+    except ConnectionError as exc:
+        # The client went away mid-file. Ending the handler as cancelled is how aiohttp
+        # expects a handler to stop for a lost connection (an exception would be logged as
+        # an error and answered with a 500 nobody can read).
+        log.debug("%s: client gone after %d of %d bytes: %s", path.name, length - left, length, exc)
+        raise asyncio.CancelledError from None
     finally:
         fobj.close()
-    await resp.write_eof()
     return resp
 
 

@@ -75,11 +75,21 @@ class TPD:
                 return resp.status, text
 
     async def signed(
-        self, sk: SecKey, method: str, path: str, body: bytes = b"", nonce: int | None = None
+        self,
+        sk: SecKey,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        nonce: int | None = None,
+        *,
+        scoped: bool = False,
     ) -> tuple[int, Any]:
+        """A signed request as upstream clients sign it (body and nonce), or ``scoped`` as
+        this package's clients do (with SW-Sig-Req over method and target as well)."""
         if nonce is None:
             nonce = await self.nonce(sk)
-        return await self.raw(method, path, body, auth_headers(sk, body, nonce))
+        extra = {"method": method, "target": path} if scoped else {}
+        return await self.raw(method, path, body, auth_headers(sk, body, nonce, **extra))
 
     async def nonce(self, sk: SecKey) -> int:
         status, obj = await self.raw("GET", f"/security/nonces/{sk.pubkey().hex()}")
@@ -289,7 +299,8 @@ async def test_latency_overlay(tpd: TPD) -> None:
         assert [e.latency_ms for e in await cc.all_transports()] == [None]
         status, raw = await tpd.raw("GET", "/all-transports")
         assert status == 200 and "latency" not in raw[0]
-        status, raw = await tpd.signed(c.sk, "GET", f"/transports/id:{se.entry.id}")
+        d = KeyPair.generate()  # an upstream-style client (no SW-Sig-Req): a key of its own
+        status, raw = await tpd.signed(d.sk, "GET", f"/transports/id:{se.entry.id}")
         assert raw["latency"] == 23.5
         # Latest report wins, from either edge.
         await cb.report_latency(se.entry.id, 11)
@@ -299,7 +310,7 @@ async def test_latency_overlay(tpd: TPD) -> None:
             await cc.report_latency(se.entry.id, 1.0)
         for bad in (b'{"latency":-1}', b'{"latency":"5"}', b"{}", b"[]", b"nope"):
             status, obj = await tpd.signed(
-                a.sk, "POST", f"/transports/id:{se.entry.id}/latency", bad
+                a.sk, "POST", f"/transports/id:{se.entry.id}/latency", bad, scoped=True
             )
             assert status == 400 and "error" in obj
         with pytest.raises(TPDNotFoundError):
@@ -533,3 +544,30 @@ async def test_client_counts_nonces_as_an_upstream_server_does() -> None:
             assert (await client.request("POST", "/things", body=b"{}")).status == 201
             assert (await client.request("GET", "/things")).status == 200
         assert mismatches == 0
+
+
+async def test_headers_made_for_one_request_do_not_serve_another(tpd: TPD) -> None:
+    """SW-Sig-Req (ours) signs method and target too: a GET's headers are refused on a DELETE
+    with the same (empty) body, also stripped of SW-Sig-Req once the key has used it; an
+    upstream-style client that never sends it keeps working on body and nonce alone."""
+    from skywire.services.httpauth.sign import HEADER_SIG_REQUEST
+
+    a, b = KeyPair.generate(), KeyPair.generate()
+    se = doubly_signed(a, b)
+    async with tpd.client(a) as ca:
+        await ca.register_transports(se)  # our client: both signatures
+        nonce = await tpd.nonce(a.sk)
+        path = f"/transports/id:{se.entry.id}"
+        made_for_get = auth_headers(a.sk, b"", nonce, method="GET", target=path)
+        status, obj = await tpd.raw("DELETE", path, b"", made_for_get)
+        assert status == 401 and HEADER_SIG_REQUEST in obj["error"]["message"]
+        stripped = {k: v for k, v in made_for_get.items() if k != HEADER_SIG_REQUEST}
+        status, obj = await tpd.raw("DELETE", path, b"", stripped)
+        assert status == 401 and "missing" in obj["error"]["message"]
+        assert (await ca.get_transport_by_id(se.entry.id)).id == se.entry.id  # still there
+        fresh = auth_headers(a.sk, b"", await tpd.nonce(a.sk), method="GET", target=path)
+        status, _ = await tpd.raw("GET", path, b"", fresh)  # on the request they were made for
+        assert status == 200
+    upstream_style = KeyPair.generate()
+    status, raw = await tpd.signed(upstream_style.sk, "GET", f"/transports/id:{se.entry.id}")
+    assert status == 200 and raw["t_id"] == str(se.entry.id)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import yarl
 
 from skywire.cipher import SecKey
 from skywire.services.httpauth.sign import MAX_NONCE, NONCE_MISMATCH, NONCE_PATH, auth_headers
@@ -159,7 +160,15 @@ class HTTPAuthClient(HTTPClientBase):
         assert self._nonce is not None
         all_headers = dict(headers or {})
         all_headers.update(
-            auth_headers(self._sk, body, self._nonce, pk=self.pk, public_ip=self._public_ip)
+            auth_headers(
+                self._sk,
+                body,
+                self._nonce,
+                pk=self.pk,
+                public_ip=self._public_ip,
+                method=method,
+                target=yarl.URL(url).update_query(params or {}).raw_path_qs,
+            )
         )
         if body:
             all_headers.setdefault("Content-Type", "application/json")

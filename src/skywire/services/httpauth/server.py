@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
 
-from skywire.cipher import CipherError, PubKey
+from skywire.cipher import CipherError, PubKey, Sig
 from skywire.services.httpauth.sign import (
+    HEADER_SIG_REQUEST,
     NONCE_MISMATCH,
     NONCE_PATH,
     AuthError,
     error_json,
     parse_auth_headers,
     verify_request,
+    verify_scope,
 )
 from skywire.services.httpauth.store import NonceStore
 
@@ -47,6 +50,10 @@ def authenticated_pk(request: web.Request) -> PubKey:
         return request[AUTH_PK_KEY]
     except KeyError:
         raise RuntimeError("request was not authenticated by httpauth") from None
+
+
+MAX_SCOPED_KEYS = 100_000
+"""Keys remembered as signing method and path (see ``HTTPAuth._check_scope``)."""
 
 
 class _KeyLocks:
@@ -99,8 +106,34 @@ class HTTPAuth:
         # Upstream servers spend a nonce only on a 200, which lets a request answered 201 be
         # replayed; this one spends it on any 2xx unless told to count as upstream does.
         self._any_2xx = spend_on_any_2xx
+        # keys that have signed method and path at least once (bounded, oldest forgotten)
+        self._scoped: OrderedDict[PubKey, None] = OrderedDict()
         self._protected: set[Any] = set()
         self._locks = _KeyLocks()
+
+    def _check_scope(self, request: web.Request, body: bytes, nonce: int, pk: PubKey) -> str:
+        """``SW-Sig-Req`` (ours): when sent, it must sign this method and target; a key that
+        has sent it once must send it always (so that its headers cannot be stripped of it
+        and replayed on another request). Upstream clients never send it and are not asked
+        to. Returns the refusal message, or "" to go on."""
+        text = request.headers.get(HEADER_SIG_REQUEST, "")
+        if not text:
+            if pk in self._scoped:
+                return f"this key signs method and path ({HEADER_SIG_REQUEST}): it is missing"
+            return ""
+        if len(text) != 130 or not all(c in "0123456789abcdefABCDEF" for c in text):
+            return f"error parsing {HEADER_SIG_REQUEST}: Invalid signature length"
+        try:
+            verify_scope(
+                request.method, request.raw_path, body, nonce, pk, Sig(bytes.fromhex(text))
+            )
+        except CipherError as exc:
+            return f"{HEADER_SIG_REQUEST}: {exc}"
+        self._scoped[pk] = None
+        self._scoped.move_to_end(pk)
+        while len(self._scoped) > MAX_SCOPED_KEYS:
+            self._scoped.popitem(last=False)
+        return ""
 
     def _spends(self, status: int) -> bool:
         return 200 <= status < 300 if self._any_2xx else status == 200
@@ -142,6 +175,9 @@ class HTTPAuth:
                 verify_request(body, nonce, pk, sig)
             except CipherError as exc:
                 return _error_response(401, str(exc))
+            refusal = self._check_scope(request, body, nonce, pk)
+            if refusal:
+                return _error_response(401, refusal)
             request[AUTH_PK_KEY] = pk
             try:
                 response = await handler(request)

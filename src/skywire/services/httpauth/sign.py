@@ -17,6 +17,7 @@ __all__ = [
     "HEADER_PUBLIC",
     "HEADER_PUBLIC_IP",
     "HEADER_SIG",
+    "HEADER_SIG_REQUEST",
     "MAX_NONCE",
     "NONCE_MISMATCH",
     "NONCE_PATH",
@@ -25,14 +26,18 @@ __all__ = [
     "error_json",
     "parse_auth_headers",
     "payload_with_nonce",
+    "request_scope",
     "sign_request",
     "verify_request",
+    "verify_scope",
 ]
 
 HEADER_PUBLIC = "SW-Public"
 HEADER_NONCE = "SW-Nonce"
 HEADER_SIG = "SW-Sig"
 HEADER_PUBLIC_IP = "SW-PublicIP"
+HEADER_SIG_REQUEST = "SW-Sig-Req"
+"""Ours: a second signature that also covers the method and the request target."""
 NONCE_PATH = "/security/nonces/"
 NONCE_MISMATCH = "SW-Nonce does not match"
 """The 401 message that tells a client its nonce is stale."""
@@ -57,15 +62,37 @@ def verify_request(body: bytes, nonce: int, pk: PubKey, sig: Sig) -> None:
     verify(pk, sig, payload_with_nonce(body, nonce))
 
 
+def request_scope(method: str, target: str, body: bytes, nonce: int) -> bytes:
+    """What ``SW-Sig-Req`` signs (ours, not upstream's): the method and the request target
+    (path and query) as well as the body and nonce, so that headers made for one request
+    cannot be put on another with the same body (a GET's on a DELETE)."""
+    return f"{method.upper()} {target}\n".encode() + payload_with_nonce(body, nonce)
+
+
+def verify_scope(method: str, target: str, body: bytes, nonce: int, pk: PubKey, sig: Sig) -> None:
+    """Raise :class:`~skywire.cipher.CipherError` unless ``sig`` signs this very request."""
+    verify(pk, sig, request_scope(method, target, body, nonce))
+
+
 def auth_headers(
-    sk: SecKey, body: bytes, nonce: int, *, pk: PubKey | None = None, public_ip: str = ""
+    sk: SecKey,
+    body: bytes,
+    nonce: int,
+    *,
+    pk: PubKey | None = None,
+    public_ip: str = "",
+    method: str = "",
+    target: str = "",
 ) -> dict[str, str]:
-    """The three (or four) headers of a signed request."""
+    """The three (or four) headers of a signed request; with ``method`` and ``target`` also
+    ``SW-Sig-Req`` (upstream servers ignore it)."""
     headers = {
         HEADER_NONCE: str(int(nonce)),
         HEADER_SIG: sign_request(body, nonce, sk).hex(),
         HEADER_PUBLIC: (pk or sk.pubkey()).hex(),
     }
+    if method and target:
+        headers[HEADER_SIG_REQUEST] = sk.sign(request_scope(method, target, body, nonce)).hex()
     if public_ip:
         headers[HEADER_PUBLIC_IP] = public_ip
     return headers

@@ -57,6 +57,10 @@ SHUTDOWN_MESSAGE = "connection is shut down"
 _READ_SIZE = 65536
 
 
+PARTIAL_TIMEOUT = 10.0
+"""Seconds a server waits for the rest of a request that has begun to arrive."""
+
+
 class RPCServerError(RPCError):
     """The server answered with an error string (Go's ``rpc.ServerError``)."""
 
@@ -138,6 +142,11 @@ class _HeaderBodyReader:
         self._header: Any = None
         self._body_type: GoType | None = None
 
+    @property
+    def mid_message(self) -> bool:
+        """Whether a message has begun and is not complete yet."""
+        return self._header is not None or self.decoder.buffered > 0
+
     def next(self, body_type: Callable[[Any], GoType | None]) -> tuple[Any, Any, GobError | None]:
         if self._header is None:
             item = self.decoder.next_value(self.header_type)
@@ -204,6 +213,11 @@ class RPCServerCodec:
     ) -> None:
         self.encoder = GobEncoder(registry)
         self._reader = _HeaderBodyReader(REQUEST_HEADER, max_message_size, max_depth)
+
+    @property
+    def mid_message(self) -> bool:
+        """Whether a request has begun arriving and is not complete yet."""
+        return self._reader.mid_message
 
     def feed(self, data: bytes) -> None:
         self._reader.decoder.feed(data)
@@ -419,12 +433,16 @@ class RPCServer:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_depth: int = DEFAULT_MAX_DEPTH,
         read_size: int = _READ_SIZE,
+        partial_timeout: float | None = None,
     ) -> None:
         self._services: dict[str, dict[str, RPCMethod]] = {}
         self._registry = registry
         self._max_message_size = max_message_size
         self._max_depth = max_depth
         self._read_size = read_size
+        # A connection may idle between requests, but a request once begun must arrive whole
+        # within this many seconds: a peer cannot hold a handler with half a message.
+        self.partial_timeout = PARTIAL_TIMEOUT if partial_timeout is None else partial_timeout
 
     def register(self, name: str, methods: Mapping[str, RPCMethod]) -> None:
         """Serve ``methods`` as ``name.Method``."""
@@ -482,7 +500,11 @@ class _ServerConn:
                 self.handlers = handlers
                 try:
                     while True:
-                        data = await self.stream.read(self.server._read_size)
+                        if self.codec.mid_message:
+                            async with asyncio.timeout(self.server.partial_timeout):
+                                data = await self.stream.read(self.server._read_size)
+                        else:
+                            data = await self.stream.read(self.server._read_size)
                         if not data:
                             break
                         self.codec.feed(data)

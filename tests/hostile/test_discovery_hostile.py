@@ -113,3 +113,26 @@ async def test_bad_server_addresses_are_refused_and_skipped(net: LocalDmsgNetwor
     real = {s.pk for s in net.servers}
     for c in clients:
         assert c.sessions and set(c.sessions) <= real
+
+
+async def test_dials_survive_a_discovery_outage_with_entries_seen_before(
+    net: LocalDmsgNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from skywire.dmsg import client as client_module
+    from skywire.dmsg.errors import DmsgError
+
+    a, b, c = await net.client(), await net.client(), await net.client()
+    stream = await a.dial(b.pk, 7)  # a has seen b's entry (and its server's)
+    await stream.close()
+    await net.stop_discovery()
+    try:
+        for _ in range(3):
+            stream = await a.dial(b.pk, 7)
+            await stream.close()
+        with pytest.raises(DmsgError, match="discovery unreachable"):
+            await c.dial(b.pk, 7)  # c never saw it: nothing to fall back on
+        monkeypatch.setattr(client_module, "STALE_ENTRY_AGE", 0.0)
+        with pytest.raises(DmsgError, match="discovery unreachable"):
+            await a.dial(b.pk, 7)  # too old to trust
+    finally:
+        await net.start_discovery()

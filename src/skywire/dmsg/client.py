@@ -13,6 +13,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import ClassVar
 
@@ -26,6 +27,7 @@ from skywire.dmsg.disc_entry import (
     KeyNotFoundError,
     NoAvailableServersError,
 )
+from skywire.dmsg.disc_errors import DiscUnreachableError
 from skywire.dmsg.discovery import DISCOVERY_ERRORS, Discovery
 from skywire.dmsg.entry_keeper import EntryKeeper
 from skywire.dmsg.errors import DmsgClosedError, DmsgError, ErrorCode
@@ -61,6 +63,9 @@ from skywire.wire.yamux_aio import YamuxStream
 log = logging.getLogger(__name__)
 
 ACCEPT_BUFFER_SIZE = 20
+STALE_ENTRY_AGE = 600.0
+"""Seconds a fetched entry may serve a dial while discovery is unreachable."""
+MAX_CACHED_ENTRIES = 4096
 DIAL_TIMEOUT = 10.0
 # Hold back the first yamux frame after msg3 for a moment: a reference server fails the
 # session (error 203) when yamux bytes arrive together with the last handshake message.
@@ -153,6 +158,8 @@ class Client:
         self._started = False
         #: why the client has fewer sessions than it wants (the last failure), for messages
         self.last_problem = ""
+        # entries fetched last, used only while discovery cannot be asked
+        self._entries: OrderedDict[PubKey, tuple[Entry, float]] = OrderedDict()
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Client:
@@ -468,7 +475,7 @@ class Client:
         if self._closed:
             raise DmsgClosedError(ErrorCode.ENTITY_CLOSED)
         try:
-            entry = await self.disc.get_entry(pk)
+            entry = await self._lookup(pk)
         except KeyNotFoundError as exc:
             raise DmsgError(ErrorCode.DISC_ENTRY_NOT_FOUND, str(pk)) from exc
         except DiscError as exc:
@@ -480,6 +487,23 @@ class Client:
             raise DmsgError(ErrorCode.DISC_ENTRY_HAS_NO_DELEGATED, str(pk))
         return await self.dial_via(pk, port, delegated)
 
+    async def _lookup(self, pk: PubKey) -> Entry:
+        """``pk``'s entry from discovery; while discovery cannot be asked, the one fetched
+        last, if it is at most :data:`STALE_ENTRY_AGE` old (dials survive an outage)."""
+        try:
+            entry = await self.disc.get_entry(pk)
+        except (DiscUnreachableError, OSError, TimeoutError) as exc:
+            cached = self._entries.get(pk)
+            if cached is None or time.monotonic() - cached[1] > STALE_ENTRY_AGE:
+                raise
+            log.info("dmsg client %s: discovery away (%s): using %s's last entry", self.pk, exc, pk)
+            return cached[0]
+        self._entries[pk] = (entry, time.monotonic())
+        self._entries.move_to_end(pk)
+        while len(self._entries) > MAX_CACHED_ENTRIES:
+            self._entries.popitem(last=False)
+        return entry
+
     async def dial_via(self, pk: PubKey, port: int, servers: Iterable[PubKey]) -> DmsgStream:
         """Dial through the first usable server of ``servers`` (ones with a session first)."""
         ordered = sorted(servers, key=lambda s: s not in self.sessions)
@@ -488,7 +512,7 @@ class Client:
             try:
                 session = self.sessions.get(server_pk)
                 if session is None or session.closed:
-                    session = await self.ensure_session(await self.disc.get_entry(server_pk))
+                    session = await self.ensure_session(await self._lookup(server_pk))
                 return await self._dial_stream(session, pk, port)
             except DmsgError as exc:
                 if exc.code in (ErrorCode.REQ_NO_LISTENER, ErrorCode.ACCEPT_CHAN_MAXED):

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 from skywire.cipher import SecKey
 from skywire.dmsg.disc_entry import Entry, KeyNotFoundError, NonZeroSequenceError, sign
+from skywire.dmsg.disc_errors import DeleteNotProvenError
 from skywire.dmsg.discovery import DISCOVERY_ERRORS, Discovery
 
 log = logging.getLogger(__name__)
@@ -72,13 +73,25 @@ class EntryKeeper:
         async with self._lock:
             if self.entry is None:
                 return
-            # A fresh iteration: the discovery checks a server entry's timestamp window.
-            final = sign(
-                replace(self.entry, sequence=self.entry.sequence + 1, timestamp=time.time_ns()),
-                self.sk,
-            )
-            try:
-                await self.disc.delete_entry(final)
-            except DISCOVERY_ERRORS as exc:
-                log.debug("could not delete entry of %s: %s", self.entry.static, exc)
+            # A new iteration signed now: what proves to the discovery that the key's holder
+            # asks (a copy of the stored entry would be refused).
+            entry = self.entry
+            for attempt in (1, 2):
+                final = sign(
+                    replace(entry, sequence=entry.sequence + 1, timestamp=time.time_ns()), self.sk
+                )
+                try:
+                    await self.disc.delete_entry(final)
+                    break
+                except DeleteNotProvenError:
+                    if attempt == 2:
+                        log.info("discovery refused to delete the entry of %s", entry.static)
+                        break
+                    try:  # our copy is behind what discovery holds: iterate on its copy
+                        entry = await self.disc.get_entry(entry.static)
+                    except DISCOVERY_ERRORS:
+                        break
+                except DISCOVERY_ERRORS as exc:
+                    log.debug("could not delete entry of %s: %s", entry.static, exc)
+                    break
             self.entry = None

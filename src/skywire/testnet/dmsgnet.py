@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -81,7 +82,16 @@ class LocalDmsgNetwork:
     async def _start(self) -> None:
         if self.db is not None:
             self.store = await SqliteStore.open(str(self.db))
-        else:
+        await self.start_discovery()
+        for i in range(self.n_servers):
+            sk = self.server_keys[i] if i < len(self.server_keys) else None
+            port = self.server_ports[i] if i < len(self.server_ports) else 0
+            await self.add_server(sk, port)
+
+    async def start_discovery(self, *, forget: bool = False) -> None:
+        """Serve the discovery (again, after :meth:`stop_discovery`) on its port; ``forget``
+        starts it on an empty memory store, as a restart of a memory discovery would."""
+        if forget or self.store is None:
             self.store = MemoryStore()
         self._runner = web.AppRunner(make_app(self.store, test_mode=True), access_log=None)
         await self._runner.setup()
@@ -89,10 +99,29 @@ class LocalDmsgNetwork:
         await site.start()
         assert self._runner.addresses
         self.disc_port = int(self._runner.addresses[0][1])
-        for i in range(self.n_servers):
-            sk = self.server_keys[i] if i < len(self.server_keys) else None
-            port = self.server_ports[i] if i < len(self.server_ports) else 0
-            await self.add_server(sk, port)
+
+    async def stop_discovery(self) -> None:
+        """Stop serving the discovery (its store stays, for :meth:`start_discovery`)."""
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def restart_server(self, index: int, down: float = 0.0) -> Server:
+        """Close relay server ``index`` (its sessions end), wait ``down`` seconds, and start a
+        new one under the same key and port."""
+        old = self.servers[index]
+        await old.close()
+        await asyncio.sleep(down)
+        new = Server(
+            old.sk,
+            host=self.host,
+            port=old.port,
+            disc=self.disc_client(),
+            update_interval=self.update_interval,
+        )
+        await new.start()
+        self.servers[index] = new
+        return new
 
     async def add_server(self, sk: SecKey | None = None, port: int = 0) -> Server:
         srv = Server(

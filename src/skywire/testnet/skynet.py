@@ -9,6 +9,7 @@ in a row, so that a route from the first to the last crosses every intermediate.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -137,6 +138,24 @@ class LocalSkywire:
         await self._stack.enter_async_context(visor)
         await visor.ready()
         self.visors.append(visor)
+        return visor
+
+    async def restart_visor(self, index: int, down: float = 0.0) -> Visor:
+        """Stop visor ``index`` (its transports and dmsg sessions end), wait ``down`` seconds,
+        and start it again from the same configuration (same key)."""
+        assert self.ar is not None and self.tpd is not None
+        old = self.visors[index]
+        await old.close()
+        await asyncio.sleep(down)
+        registry = await self._stack.enter_async_context(TPDRegistry(self.tpd.url, old.cfg.sk))
+        visor = Visor(
+            old.cfg,
+            registry=registry,
+            ar_udp=self.ar.udp_addr,
+            latency_interval=self.latency_interval,
+        )
+        await self._stack.enter_async_context(visor)
+        self.visors[index] = visor
         return visor
 
     async def chain(self, tp_type: str = "stcpr") -> list[ManagedTransport]:

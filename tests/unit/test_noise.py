@@ -22,6 +22,7 @@ from skywire.wire.noise import (
     TransportDecoder,
     frame,
 )
+from skywire.wire.pq import CLASSICAL
 from tests.conftest import load_vectors
 
 CASES: list[dict[str, Any]] = load_vectors("noise")["cases"]
@@ -37,6 +38,7 @@ def _pair(case: dict[str, Any]) -> tuple[Noise, Noise]:
         i_sk,
         r_sk.pubkey(),
         ephemeral=SecKey.from_hex(case["initiator_ephemeral_sk"]),
+        pq=CLASSICAL,  # the vectors are a classical upstream peer's
     )
     resp = Noise(
         pattern,
@@ -44,6 +46,7 @@ def _pair(case: dict[str, Any]) -> tuple[Noise, Noise]:
         r_sk,
         i_sk.pubkey() if pattern is Pattern.KK else None,
         ephemeral=SecKey.from_hex(case["responder_ephemeral_sk"]),
+        pq=CLASSICAL,
     )
     return init, resp
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import struct
 from collections import deque
 from enum import Enum
@@ -27,6 +28,19 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from skywire.cipher import CipherError, PubKey, SecKey, noise_dh
 from skywire.wire.errors import NoiseError
+from skywire.wire.pq import (
+    CT_LEN,
+    EK_LEN,
+    REQUIRE_PQ_ERROR,
+    PQDecapsulator,
+    PQPolicy,
+    combine,
+    default_policy,
+    encapsulate,
+    stats,
+)
+
+log = logging.getLogger("skywire.noise")
 
 HASH_LEN = 32
 DH_LEN = 33
@@ -157,15 +171,45 @@ _MESSAGES: dict[Pattern, tuple[tuple[str, ...], ...]] = {
 }
 
 
+class NonceWindow:
+    """Upstream's replay window for a session's signed objects (spec pq-hybrid §8): nonce 0
+    is refused; one above the highest seen is taken and moves the window; one at most
+    ``size - 1`` below it is taken once; a repeat or an older one is refused. The nonce is
+    recorded before the AEAD check, as upstream does."""
+
+    __slots__ = ("_seen", "highest", "size")
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self.highest = 0
+        self._seen = bytearray(size)
+
+    def check(self, n: int) -> None:
+        if n == 0:
+            raise DecryptError("noise: received decryption nonce (0) is invalid")
+        if n > self.highest:
+            for m in range(self.highest + 1, min(n, self.highest + self.size + 1)):
+                self._seen[m % self.size] = 0  # slots that scroll out of the window
+            self.highest = n
+            self._seen[n % self.size] = 1
+            return
+        if self.highest - n >= self.size:
+            raise DecryptError(f"noise: received decryption nonce ({n}) is too old")
+        if self._seen[n % self.size]:
+            raise DecryptError(f"noise: received decryption nonce ({n}) is repeated")
+        self._seen[n % self.size] = 1
+
+
 class TransportCipher:
     """One direction of a transport: ChaCha20-Poly1305 with explicit 8-byte nonces."""
 
-    __slots__ = ("_aead", "key", "nonce")
+    __slots__ = ("_aead", "key", "nonce", "window")
 
     def __init__(self, key: bytes) -> None:
         self.key = key
         self._aead = ChaCha20Poly1305(key)
         self.nonce = 0
+        self.window = NonceWindow()
 
     def seal(self, plaintext: bytes | memoryview) -> bytes:
         """``u64 BE nonce ‖ ciphertext ‖ tag``, with the next nonce."""
@@ -177,13 +221,16 @@ class TransportCipher:
         """Decrypt ``u64 BE nonce ‖ ciphertext ‖ tag``.
 
         With ``strict`` (streams), the nonce must be greater than the last accepted one; without
-        it (a session's signed objects) any nonce is accepted.
+        it (a session's signed objects, which travel on several yamux streams) the replay
+        window decides (:class:`NonceWindow`): out of order within 1024 is fine, twice is not.
         """
         if len(body) < NONCE_LEN:
             raise DecryptError("noise: transport message shorter than its nonce")
         (n,) = _U64.unpack_from(body)
         if strict and n <= self.nonce:
             raise DecryptError(f"noise: nonce {n} not above the last accepted nonce {self.nonce}")
+        if not strict:
+            self.window.check(n)
         try:
             pt = self._aead.decrypt(_aead_nonce(n), body[NONCE_LEN:], None)
         except InvalidTag as exc:
@@ -197,7 +244,10 @@ class Noise:
     """One side of a Noise XK or KK handshake, then its transport ciphers.
 
     ``ephemeral`` fixes the ephemeral key (tests reproduce the golden vectors with it); normally
-    a fresh one is drawn.
+    a fresh one is drawn. ``pq`` is the post-quantum policy (:mod:`skywire.wire.pq`; the
+    process default when None): with ``offer``, the initiator's first message carries an
+    ML-KEM-768 key, a responder answers one with a ciphertext, and both re-key the transport
+    ciphers from the shared secret (:attr:`pq_active`). ``pq_seed`` fixes the ML-KEM key.
     """
 
     def __init__(
@@ -208,6 +258,8 @@ class Noise:
         remote_pk: PubKey | None = None,
         *,
         ephemeral: SecKey | None = None,
+        pq: PQPolicy | None = None,
+        pq_seed: bytes | None = None,
     ) -> None:
         self.pattern = pattern
         self.role = role
@@ -237,6 +289,13 @@ class Noise:
         self.recv: TransportCipher | None = None
         self.handshake_hash: bytes = b""
         self.split_keys: tuple[bytes, bytes] = (b"", b"")
+        self.pq_policy = pq if pq is not None else default_policy()
+        self._pq_seed = pq_seed
+        self._pq_key: PQDecapsulator | None = None  # the initiator's, once offered
+        self._pq_reply = b""  # the responder's ciphertext, until sent
+        self.pq_secret: bytes | None = None
+        self.pq_active = False  # the transport keys are the hybrid ones
+        self.pq_downgraded = False  # offered, and the peer sent no ciphertext
 
     # --- handshake -----------------------------------------------------------------------
     @property
@@ -262,12 +321,18 @@ class Noise:
         except CipherError as exc:
             raise HandshakeError(f"noise: DH failed: {exc}") from exc
 
-    def write_message(self, payload: bytes = b"") -> bytes:
-        """Produce the next handshake message (this side's turn)."""
+    def write_message(self, payload: bytes | None = None) -> bytes:
+        """Produce the next handshake message (this side's turn). Without ``payload``, the
+        post-quantum one the policy calls for (an ML-KEM key, a ciphertext, or nothing)."""
         if self.handshake_finished or self._index >= len(self._messages):
             raise HandshakeError("noise: handshake already finished")
         if not self.my_turn():
             raise HandshakeError("noise: not this side's turn to write")
+        final = self._index + 1 == len(self._messages)
+        if final and self.pq_policy.require and self.pq_secret is None:
+            raise HandshakeError(REQUIRE_PQ_ERROR)  # and the final message is not sent
+        if payload is None:
+            payload = self._pq_payload()
         out = bytearray()
         for token in self._messages[self._index]:
             if token == "e":
@@ -314,8 +379,30 @@ class Noise:
         if self._ss.cs.has_key and len(msg) < TAG_LEN:
             raise HandshakeError("noise: handshake message too short")
         payload = self._ss.decrypt_and_hash(bytes(msg))
+        self._pq_receive(payload)
         self._advance(wrote=False)
         return payload
+
+    def _pq_payload(self) -> bytes:
+        if not self.pq_policy.offer:
+            return b""
+        if self.role is Role.INITIATOR and self._index == 0:
+            self._pq_key = PQDecapsulator(self._pq_seed)
+            return self._pq_key.encapsulation_key
+        reply, self._pq_reply = self._pq_reply, b""
+        return reply
+
+    def _pq_receive(self, payload: bytes) -> None:
+        """A peer's payload, after its message authenticated: an offer to answer, or the
+        answer to ours. Anything else is ignored (classical), never an error."""
+        if not self.pq_policy.offer or self.pq_secret is not None:
+            return
+        if self.role is Role.RESPONDER and self._index == 0 and len(payload) == EK_LEN:
+            answered = encapsulate(payload)
+            if answered is not None:
+                self.pq_secret, self._pq_reply = answered
+        elif self.role is Role.INITIATOR and self._pq_key is not None and len(payload) == CT_LEN:
+            self.pq_secret = self._pq_key.decapsulate(payload)
 
     def _advance(self, *, wrote: bool) -> None:
         self._index += 1
@@ -324,6 +411,24 @@ class Noise:
         k1, k2 = self._ss.split()
         self.split_keys = (k1, k2)
         self.handshake_hash = self._ss.h
+        offered, self._pq_key = self._pq_key is not None, None
+        if self.pq_secret is not None:
+            # the hybrid re-key: each key with the shared secret, salted with the channel
+            # binding (the final handshake hash); nonces go on from 0 as before
+            k1 = combine(k1, self.pq_secret, self.handshake_hash)
+            k2 = combine(k2, self.pq_secret, self.handshake_hash)
+            self.pq_active = True
+            stats["hybrid"] += 1
+        else:
+            if self.pq_policy.require:
+                raise HandshakeError(REQUIRE_PQ_ERROR)
+            stats["classical"] += 1
+            if offered:
+                self.pq_downgraded = True
+                log.warning(
+                    "post-quantum DOWNGRADE: offered ML-KEM but peer returned no ciphertext; "
+                    "session is CLASSICAL-only (older peer, or a payload-stripping MITM)"
+                )
         # The writer of the final message sends with the second key.
         send_key, recv_key = (k2, k1) if wrote else (k1, k2)
         self.send = TransportCipher(send_key)

@@ -124,6 +124,7 @@ async def test_server_health_endpoint() -> None:
             assert resp.status == 200
             assert doc["public_key"] == srv.pk.hex()
             assert doc["sessions"] == 1 and a.pk in srv.sessions
+            assert doc["sessions_post_quantum"] == 1  # both ends ours: hybrid
             assert doc["available_sessions"] == srv.max_sessions - 1
             net.servers.remove(srv)
             await net.close()

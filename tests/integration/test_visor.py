@@ -51,6 +51,10 @@ async def test_visors_make_transports_through_the_control_api() -> None:
             rows = await rpc_a.call("GET", "/transports")
             assert {r["type"] for r in rows} == {"dmsg", "stcp"}
             assert len(await tpd.ids()) == 2
+            assert all(r["post_quantum"] for r in rows)  # our peers: hybrid handshakes
+            pq_info = (await rpc_a.call("GET", "/visor/info"))["post_quantum"]
+            assert pq_info["transports_hybrid"] == 2 and pq_info["dmsg_sessions_hybrid"] == 1
+            assert pq_info["require"] is False and pq_info["handshakes_hybrid"] >= 3
             dmsg_id = next(r["id"] for r in rows if r["type"] == "dmsg")
             await rpc_a.call("DELETE", f"/transports/{dmsg_id}")
             assert {r["type"] for r in await rpc_a.call("GET", "/transports")} == {"stcp"}

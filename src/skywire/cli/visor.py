@@ -131,6 +131,8 @@ def visor_info(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -
     for key, value in info.items():
         if isinstance(value, list):
             value = "\n".join(map(str, value)) or "-"
+        elif isinstance(value, dict):
+            value = "\n".join(f"{k}: {v}" for k, v in value.items()) or "-"
         table.add_row(f"[bold]{key}[/bold]", str(value))
     out.print(table)
 

@@ -55,6 +55,7 @@ from skywire.dmsg.types import (
 )
 from skywire.wire.errors import NoiseError, WireError
 from skywire.wire.noise import Noise, Pattern, Role
+from skywire.wire.pq import PQPolicy
 from skywire.wire.stream import AcceptQueue, TcpStream
 from skywire.wire.tasks import TaskTree, TaskTreeClosedError, serve_each
 from skywire.wire.yamux import YamuxConfig
@@ -133,8 +134,10 @@ class Client:
         yamux_config: YamuxConfig | None = None,
         serve_ctrl: bool = True,
         refresh_interval: float = 60.0,
+        pq: PQPolicy | None = None,
     ) -> None:
         self.sk = sk
+        self.pq = pq  # the post-quantum policy of its handshakes (None: the process default)
         self.pk = sk.pubkey()
         self.disc = disc
         self.min_sessions = min_sessions
@@ -382,7 +385,7 @@ class Client:
             tcp = await TcpStream.connect(host, port)
         try:
             noise, rtt = await client_handshake(
-                tcp, self.sk, server.static, timeout=SESSION_HANDSHAKE_TIMEOUT
+                tcp, self.sk, server.static, timeout=SESSION_HANDSHAKE_TIMEOUT, pq=self.pq
             )
         except BaseException:
             await tcp.close()
@@ -406,7 +409,8 @@ class Client:
         self.sessions[server.static] = session
         self._notify()
         self._schedule_publish()
-        log.info("dmsg client %s: session with %s", self.pk, server.static)
+        kind = "post-quantum hybrid" if noise.pq_active else "classical"
+        log.info("dmsg client %s: session with %s (%s)", self.pk, server.static, kind)
         return session
 
     async def _run_session(self, session: Session) -> None:
@@ -429,7 +433,7 @@ class Client:
                 verify_request(req_obj, req)
                 if req.dst.pk != self.pk:
                     raise DmsgError(ErrorCode.REQ_INVALID_DST_PK)
-                noise = Noise(Pattern.KK, Role.RESPONDER, self.sk, req.src.pk)
+                noise = Noise(Pattern.KK, Role.RESPONDER, self.sk, req.src.pk, pq=self.pq)
                 try:
                     noise.read_message(req.noise_msg)
                 except NoiseError as exc:
@@ -525,7 +529,7 @@ class Client:
     async def _dial_stream(self, session: Session, pk: PubKey, port: int) -> DmsgStream:
         local = Addr(self.pk, self.ports.reserve_ephemeral())
         remote = Addr(pk, port)
-        noise = Noise(Pattern.KK, Role.INITIATOR, self.sk, pk)
+        noise = Noise(Pattern.KK, Role.INITIATOR, self.sk, pk, pq=self.pq)
         req = StreamRequest(now_nanos(), local, remote, noise.write_message())
         req_obj = sign_request(req, self.sk)
         ystr: YamuxStream | None = None

@@ -251,6 +251,7 @@ class Server:
             "public_key": self.pk.hex(),
             "address": self.address,
             "sessions": len(self.sessions),
+            "sessions_post_quantum": sum(s.noise.pq_active for s in self.sessions.values()),
             "available_sessions": self.available_sessions,
             "max_sessions": self.max_sessions,
             "streams_relayed": self.stats.streams_relayed,

@@ -21,6 +21,7 @@ from skywire.dmsg.types import SignedObject
 from skywire.wire.errors import NoiseError
 from skywire.wire.noise import Noise, Pattern, Role
 from skywire.wire.noise_aio import handshake
+from skywire.wire.pq import PQPolicy
 from skywire.wire.stream import ByteStream, TcpStream
 from skywire.wire.tasks import serve_each
 from skywire.wire.yamux import YamuxConfig
@@ -119,9 +120,10 @@ async def client_handshake(
     *,
     timeout: float = SESSION_HANDSHAKE_TIMEOUT,
     ephemeral: SecKey | None = None,
+    pq: PQPolicy | None = None,
 ) -> tuple[Noise, float]:
     """Run XK as initiator; returns the state and the round trip seen during the handshake."""
-    noise = Noise(Pattern.XK, Role.INITIATOR, sk, server_pk, ephemeral=ephemeral)
+    noise = Noise(Pattern.XK, Role.INITIATOR, sk, server_pk, ephemeral=ephemeral, pq=pq)
     start = time.monotonic()
     await handshake(tcp, noise, timeout)
     return noise, time.monotonic() - start
@@ -133,8 +135,9 @@ async def server_handshake(
     *,
     timeout: float = SESSION_HANDSHAKE_TIMEOUT,
     ephemeral: SecKey | None = None,
+    pq: PQPolicy | None = None,
 ) -> Noise:
     """Run XK as responder; the client's static key arrives in the last message."""
-    noise = Noise(Pattern.XK, Role.RESPONDER, sk, ephemeral=ephemeral)
+    noise = Noise(Pattern.XK, Role.RESPONDER, sk, ephemeral=ephemeral, pq=pq)
     await handshake(tcp, noise, timeout)
     return noise

@@ -18,6 +18,7 @@ from skywire.services.dmsgdisc.client import DiscClient
 from skywire.services.dmsgdisc.store import DiscStore
 from skywire.services.dmsgdisc.store.memory import MemoryStore
 from skywire.services.dmsgdisc.store.sqlite import SqliteStore
+from skywire.wire.pq import PQPolicy
 
 
 class LocalDmsgNetwork:
@@ -136,12 +137,22 @@ class LocalDmsgNetwork:
         return srv
 
     async def client(
-        self, sk: SecKey | None = None, *, min_sessions: int = 1, ready: bool = True
+        self,
+        sk: SecKey | None = None,
+        *,
+        min_sessions: int = 1,
+        ready: bool = True,
+        pq: PQPolicy | None = None,
     ) -> Client:
-        """A started client (ready: its sessions are up and its entry is published)."""
+        """A started client (ready: its sessions are up and its entry is published); ``pq``
+        is its post-quantum policy (None: the process default)."""
         kp = KeyPair.from_seckey(sk) if sk is not None else KeyPair.generate()
         cl = Client(
-            kp.sk, self.disc_client(), min_sessions=min_sessions, backoff=self.client_backoff
+            kp.sk,
+            self.disc_client(),
+            min_sessions=min_sessions,
+            backoff=self.client_backoff,
+            pq=pq,
         )
         await cl.start()
         self.clients.append(cl)

@@ -40,6 +40,7 @@ from skywire.transport.settlement import (
     SettlementStatus,
 )
 from skywire.wire.errors import WireError
+from skywire.wire.noise_aio import NoiseStream
 from skywire.wire.tasks import TaskTree, TaskTreeClosedError
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,14 @@ class ManagedTransport:
             "latency_ms": self.latency_ms,
             "sent": self.stats.sent,
             "received": self.stats.received,
+            "post_quantum": self.post_quantum,
         }
+
+    @property
+    def post_quantum(self) -> bool:
+        """Whether the transport's Noise keys are the hybrid (ML-KEM-768) ones."""
+        stream = self.conn.stream
+        return isinstance(stream, NoiseStream) and stream.noise.pq_active
 
 
 class TransportManager:
@@ -431,7 +439,13 @@ class TransportManager:
         # a replaced transport's reader stays in the tree until it ends
         self._readers[entry.id] = self._tasks.spawn(self._read_loop(tp), f"tp-read-{entry.id}")
         self._changed.set()
-        log.info("transport %s (%s) with %s is up", entry.id, entry.type, tp.remote_pk)
+        log.info(
+            "transport %s (%s) with %s is up (%s)",
+            entry.id,
+            entry.type,
+            tp.remote_pk,
+            "post-quantum hybrid" if tp.post_quantum else "classical",
+        )
         return tp
 
     def _forget(self, tp: ManagedTransport) -> None:

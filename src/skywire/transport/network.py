@@ -33,6 +33,7 @@ from skywire.transport.handshake import (
 from skywire.wire.errors import WireError
 from skywire.wire.noise import Pattern
 from skywire.wire.noise_aio import NoiseStream
+from skywire.wire.pq import PQPolicy
 from skywire.wire.stream import AcceptQueue, ByteStream, TcpStream
 from skywire.wire.tasks import TaskTree, TaskTreeClosedError
 
@@ -94,13 +95,19 @@ async def _run_handshake(
 
 
 async def secure_initiator(
-    stream: ByteStream, sk: SecKey, remote: PubKey, local_port: int, tp_type: str
+    stream: ByteStream,
+    sk: SecKey,
+    remote: PubKey,
+    local_port: int,
+    tp_type: str,
+    *,
+    pq: PQPolicy | None = None,
 ) -> Conn:
     """Handshake as the dialer, then Noise KK as initiator."""
     async with asyncio.timeout(HANDSHAKE_TIMEOUT):
         hs = InitiatorHandshake(sk, Addr(sk.pubkey(), local_port), Addr(remote, TRANSPORT_PORT))
         await _run_handshake(stream, hs)
-    noise = await NoiseStream.initiate(stream, Pattern.KK, sk, remote, timeout=NOISE_TIMEOUT)
+    noise = await NoiseStream.initiate(stream, Pattern.KK, sk, remote, timeout=NOISE_TIMEOUT, pq=pq)
     return Conn(remote, noise, tp_type, True)
 
 

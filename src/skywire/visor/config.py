@@ -180,6 +180,8 @@ class VisorConfig(_Model):
     shutdown_timeout: str = "10s"
     is_public: bool = False
     persistent_transports: list[PersistentTransport] | None = None
+    require_pq: bool = False
+    """Refuse classical-only handshakes (as the SKYWIRE_REQUIRE_PQ environment switch does)."""
     dmsg_web: DmsgWebConfig = Field(default_factory=DmsgWebConfig)
     skynet_web: SkynetWebConfig = Field(default_factory=SkynetWebConfig)
 

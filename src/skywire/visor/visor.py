@@ -33,6 +33,8 @@ from skywire.transport.resolved import StcprNetwork, SudphNetwork
 from skywire.visor.config import VisorConfig
 from skywire.visor.rpc import RPCServer
 from skywire.visor.web import VisorWeb
+from skywire.wire.pq import PQPolicy, default_policy, set_default_policy
+from skywire.wire.pq import stats as pq_stats
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,8 @@ class Visor:
     async def start(self) -> None:
         cfg = self.cfg
         st = self._stack
+        if cfg.require_pq:  # process-wide, as upstream's environment switch
+            set_default_policy(PQPolicy(offer=True, require=True))
         self._disc = await st.enter_async_context(DiscClient(cfg.dmsg.discovery))
         self.dmsg = await st.enter_async_context(
             Client(self.sk, self._disc, min_sessions=cfg.dmsg.sessions_count)
@@ -180,6 +184,14 @@ class Visor:
             "address_resolver": self.cfg.transport.address_resolver,
             "route_finder": self.cfg.routing.route_finder,
             "route_setup_nodes": [pk.hex() for pk in self.cfg.routing.route_setup_nodes],
+            "post_quantum": {
+                "require": default_policy().require,
+                "dmsg_sessions_hybrid": sum(s.noise.pq_active for s in self.dmsg.sessions.values()),
+                "transports_hybrid": sum(t.post_quantum for t in self.tm.transports.values()),
+                "handshakes_hybrid": pq_stats["hybrid"],
+                "handshakes_classical": pq_stats["classical"],
+                "handshakes_downgraded": pq_stats["downgraded"],
+            },
         }
 
     def transports(self) -> list[ManagedTransport]:

@@ -425,6 +425,7 @@ class Noise:
             stats["classical"] += 1
             if offered:
                 self.pq_downgraded = True
+                stats["downgraded"] += 1
                 log.warning(
                     "post-quantum DOWNGRADE: offered ML-KEM but peer returned no ciphertext; "
                     "session is CLASSICAL-only (older peer, or a payload-stripping MITM)"

@@ -17,6 +17,7 @@ from skywire.wire.noise import (
     TransportDecoder,
     frame,
 )
+from skywire.wire.pq import PQPolicy
 from skywire.wire.stream import ByteStream
 
 HANDSHAKE_TIMEOUT = 5.0  # dmsg sessions; route groups and transports use their own bounds
@@ -83,8 +84,9 @@ class NoiseStream:
         remote_pk: PubKey,
         *,
         timeout: float = HANDSHAKE_TIMEOUT,
+        pq: PQPolicy | None = None,
     ) -> NoiseStream:
-        noise = Noise(pattern, Role.INITIATOR, local_sk, remote_pk)
+        noise = Noise(pattern, Role.INITIATOR, local_sk, remote_pk, pq=pq)
         await handshake(inner, noise, timeout)
         return cls(inner, noise)
 
@@ -97,8 +99,9 @@ class NoiseStream:
         remote_pk: PubKey | None = None,
         *,
         timeout: float = HANDSHAKE_TIMEOUT,
+        pq: PQPolicy | None = None,
     ) -> NoiseStream:
-        noise = Noise(pattern, Role.RESPONDER, local_sk, remote_pk)
+        noise = Noise(pattern, Role.RESPONDER, local_sk, remote_pk, pq=pq)
         await handshake(inner, noise, timeout)
         return cls(inner, noise)
 

@@ -71,8 +71,9 @@ def policy_from_env(env: Mapping[str, str]) -> PQPolicy:
 
 _default = policy_from_env(os.environ)
 
-#: handshakes completed in this process, by outcome ("hybrid", "classical")
-stats: dict[str, int] = {"hybrid": 0, "classical": 0}
+#: handshakes completed in this process, by outcome: "hybrid", "classical", and of the
+#: classical ones "downgraded" (we offered a key and the peer answered classically)
+stats: dict[str, int] = {"hybrid": 0, "classical": 0, "downgraded": 0}
 
 
 def default_policy() -> PQPolicy:

@@ -122,8 +122,10 @@ def test_replayed_and_out_of_order_nonces_rejected() -> None:
         resp.decrypt(f1)  # older nonce
     with pytest.raises(DecryptError):
         resp.decrypt(f2)  # replay
-    # a session's signed objects accept any nonce
+    # a session's signed objects may come out of order (the replay window), each once
     assert resp.decrypt(f1, strict=False) == b"one"
+    with pytest.raises(DecryptError, match="repeated"):
+        resp.decrypt(f1, strict=False)
 
 
 def test_tampered_frame_rejected() -> None:

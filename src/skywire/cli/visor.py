@@ -146,7 +146,7 @@ def visor_pk(rpc: RpcOption = "localhost:3435") -> None:
 # ------------------------------------------------------------------------------ transports
 def _tp_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="transports")
-    for col in ("type", "id", "remote", "mode", "latency", "sent", "received"):
+    for col in ("type", "id", "remote", "mode", "noise", "latency", "sent", "received"):
         table.add_column(col, justify="right" if col in ("sent", "received") else "left")
     for r in rows:
         latency = r.get("latency_ms")
@@ -155,6 +155,7 @@ def _tp_table(rows: list[dict[str, Any]]) -> Table:
             r["id"],
             r["remote_pk"],
             "up" if r.get("is_up") else "down",
+            "hybrid" if r.get("post_quantum") else "classical",
             f"{latency:.1f} ms" if isinstance(latency, int | float) else "-",
             str(r.get("sent", 0)),
             str(r.get("received", 0)),

@@ -174,3 +174,24 @@ async def test_require_pq_refuses_a_classical_network_and_accepts_a_hybrid_one(
         async with HTTPServer(app, await host.listen(80)):
             code, text = await curl(net.disc_url, f"dmsg://{host.pk.hex()}/", require=True)
             assert code == 0 and "hello over a hybrid session" in text, text
+
+
+async def test_a_visor_with_require_pq_in_its_config_runs_on_a_hybrid_network(
+    policy: None,
+) -> None:
+    from skywire.visor.config import VisorConfig
+    from skywire.visor.visor import Visor
+
+    pq.set_default_policy(HYBRID)
+    async with LocalDmsgNetwork(servers=1) as net:
+        cfg = VisorConfig.generate(dmsg_discovery=net.disc_url, cli_addr="127.0.0.1:0")
+        cfg.skywire_tcp.listening_address = "127.0.0.1:0"
+        cfg.transport.address_resolver = ""
+        cfg.routing.route_finder = ""
+        cfg.require_pq = True
+        assert VisorConfig.model_validate_json(cfg.to_json()).require_pq  # saved and read back
+        async with Visor(cfg, latency_interval=0) as visor:
+            await visor.ready()
+            info = visor.info()["post_quantum"]
+            assert info["require"] is True and info["dmsg_sessions_hybrid"] == 1
+            assert pq.default_policy().require

@@ -7,6 +7,7 @@ one."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -195,3 +196,31 @@ async def test_a_visor_with_require_pq_in_its_config_runs_on_a_hybrid_network(
             info = visor.info()["post_quantum"]
             assert info["require"] is True and info["dmsg_sessions_hybrid"] == 1
             assert pq.default_policy().require
+
+
+async def test_require_on_either_end_of_a_dmsg_stream_refuses_a_classical_peer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from skywire.dmsg.errors import DmsgError, DmsgPQRequiredError, ErrorCode
+
+    require = pq.PQPolicy(offer=True, require=True)
+    async with LocalDmsgNetwork(servers=1) as net:
+        classical = await net.client(pq=pq.CLASSICAL)
+        requiring = await net.client(pq=require)
+        await classical.listen(9)
+        with pytest.raises(DmsgPQRequiredError) as info:
+            await requiring.dial(classical.pk, 9)
+        assert info.value.code == ErrorCode.DIAL_RESP_INVALID_SIG
+        assert f"{classical.pk} answered with a classical-only handshake" in str(info.value)
+        # the other way round: the requiring listener resets the stream and says why
+        listener = await requiring.listen(9)
+        with caplog.at_level(logging.INFO, "skywire.dmsg.client"), pytest.raises(DmsgError):
+            await classical.dial(requiring.pk, 9)
+        assert "incoming stream refused: post-quantum required" in caplog.text
+        # and a hybrid dialer is served by the same listener
+        hybrid = await net.client(pq=HYBRID)
+        stream = await hybrid.dial(requiring.pk, 9)
+        peer = await listener.accept()
+        assert peer.remote_addr.pk == hybrid.pk and peer.noise.pq_active
+        await stream.close()
+        await peer.close()

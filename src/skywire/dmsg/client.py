@@ -30,7 +30,7 @@ from skywire.dmsg.disc_entry import (
 from skywire.dmsg.disc_errors import DiscUnreachableError
 from skywire.dmsg.discovery import DISCOVERY_ERRORS, Discovery
 from skywire.dmsg.entry_keeper import EntryKeeper
-from skywire.dmsg.errors import DmsgClosedError, DmsgError, ErrorCode
+from skywire.dmsg.errors import DmsgClosedError, DmsgError, DmsgPQRequiredError, ErrorCode
 from skywire.dmsg.netaddr import parse_server_address
 from skywire.dmsg.session import (
     SESSION_HANDSHAKE_TIMEOUT,
@@ -54,7 +54,7 @@ from skywire.dmsg.types import (
     verify_response,
 )
 from skywire.wire.errors import NoiseError, WireError
-from skywire.wire.noise import Noise, Pattern, Role
+from skywire.wire.noise import Noise, Pattern, PQRequiredError, Role
 from skywire.wire.pq import PQPolicy
 from skywire.wire.stream import AcceptQueue, TcpStream
 from skywire.wire.tasks import TaskTree, TaskTreeClosedError, serve_each
@@ -448,7 +448,9 @@ class Client:
                 resp = StreamResponse(req_obj.hash(), True, 0, noise.write_message())
                 await session.write_object(ystr, sign_response(resp, self.sk))
         except (DmsgError, WireError, ConnectionError, TimeoutError, OSError) as exc:
-            log.debug("dmsg client %s: incoming stream refused: %s", self.pk, exc)
+            # a refusal by policy is the operator's business; the rest is the dialer's
+            level = logging.INFO if isinstance(exc, PQRequiredError) else logging.DEBUG
+            log.log(level, "dmsg client %s: incoming stream refused: %s", self.pk, exc)
             with contextlib.suppress(ConnectionError, WireError, OSError):
                 await ystr.reset()
             return
@@ -521,6 +523,8 @@ class Client:
             except DmsgError as exc:
                 if exc.code in (ErrorCode.REQ_NO_LISTENER, ErrorCode.ACCEPT_CHAN_MAXED):
                     raise  # the remote answered: another server would not change that
+                if isinstance(exc, DmsgPQRequiredError):
+                    raise  # nor would it make the remote's handshake hybrid
                 errors.append(f"{server_pk}: {exc}")
             except (DiscError, WireError, OSError, TimeoutError) as exc:
                 errors.append(f"{server_pk}: {exc}")
@@ -542,6 +546,8 @@ class Client:
             verify_response(resp_obj, resp, req_obj, req)
             try:
                 noise.read_message(resp.noise_msg)
+            except PQRequiredError as exc:
+                raise DmsgPQRequiredError(str(pk)) from exc
             except NoiseError as exc:
                 raise DmsgError(ErrorCode.DIAL_RESP_INVALID_SIG, f"noise: {exc}") from exc
         except BaseException as exc:

@@ -104,3 +104,16 @@ class DmsgError(Exception):
 
 class DmsgClosedError(DmsgError, ConnectionError):
     """The client, session or listener is closed (code 200 or 201)."""
+
+
+class DmsgPQRequiredError(DmsgError):
+    """Post-quantum is required here and the remote end answered classically (code 350, the
+    reference's code for a response whose handshake does not check out)."""
+
+    def __init__(self, remote: str) -> None:
+        super().__init__(ErrorCode.DIAL_RESP_INVALID_SIG, remote)
+        self.args = (
+            f"dmsg error 350 - {remote} answered with a classical-only handshake and "
+            "post-quantum is required here (SKYWIRE_REQUIRE_PQ or require_pq): refusing the "
+            "stream",
+        )

@@ -77,6 +77,13 @@ class HandshakeError(NoiseError):
     """A handshake message could not be produced or processed."""
 
 
+class PQRequiredError(HandshakeError):
+    """The post-quantum policy requires the hybrid and the peer completed classically."""
+
+    def __init__(self) -> None:
+        super().__init__(REQUIRE_PQ_ERROR)
+
+
 class DecryptError(NoiseError):
     """A transport message failed authentication, or its nonce was not accepted."""
 
@@ -330,7 +337,7 @@ class Noise:
             raise HandshakeError("noise: not this side's turn to write")
         final = self._index + 1 == len(self._messages)
         if final and self.pq_policy.require and self.pq_secret is None:
-            raise HandshakeError(REQUIRE_PQ_ERROR)  # and the final message is not sent
+            raise PQRequiredError()  # and the final message is not sent
         if payload is None:
             payload = self._pq_payload()
         out = bytearray()
@@ -421,7 +428,7 @@ class Noise:
             stats["hybrid"] += 1
         else:
             if self.pq_policy.require:
-                raise HandshakeError(REQUIRE_PQ_ERROR)
+                raise PQRequiredError()
             stats["classical"] += 1
             if offered:
                 self.pq_downgraded = True

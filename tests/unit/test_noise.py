@@ -22,13 +22,13 @@ from skywire.wire.noise import (
     TransportDecoder,
     frame,
 )
-from skywire.wire.pq import CLASSICAL
+from skywire.wire.pq import CLASSICAL, PQPolicy
 from tests.conftest import load_vectors
 
 CASES: list[dict[str, Any]] = load_vectors("noise")["cases"]
 
 
-def _pair(case: dict[str, Any]) -> tuple[Noise, Noise]:
+def _pair(case: dict[str, Any], resp_pq: PQPolicy = CLASSICAL) -> tuple[Noise, Noise]:
     pattern = Pattern(case["pattern"])
     i_sk = SecKey.from_hex(case["initiator_static_sk"])
     r_sk = SecKey.from_hex(case["responder_static_sk"])
@@ -46,7 +46,7 @@ def _pair(case: dict[str, Any]) -> tuple[Noise, Noise]:
         r_sk,
         i_sk.pubkey() if pattern is Pattern.KK else None,
         ephemeral=SecKey.from_hex(case["responder_ephemeral_sk"]),
-        pq=CLASSICAL,
+        pq=resp_pq,
     )
     return init, resp
 
@@ -61,6 +61,22 @@ def _handshake(case: dict[str, Any]) -> tuple[Noise, Noise]:
         assert frame(msg).hex() == hf["bytes"]
         assert reader.read_message(msg) == b""
     return init, resp
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c['pattern']}-{i}" for i, c in enumerate(CASES)])
+def test_a_hybrid_responder_answers_the_classical_vectors_byte_for_byte(
+    case: dict[str, Any],
+) -> None:
+    """The recorded initiators are classical upstream peers: a responder that offers the
+    post-quantum hybrid sees no key in their msg1 and answers exactly what was recorded."""
+    _, resp = _pair(case, resp_pq=PQPolicy(offer=True, require=False))
+    for hf in case["handshake_frames"]:
+        msg = bytes.fromhex(hf["message"])
+        if hf["from"] == "initiator":
+            assert resp.read_message(msg) == b""
+        else:
+            assert resp.write_message() == msg
+    assert resp.handshake_finished and not resp.pq_active
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c['pattern']}-{i}" for i, c in enumerate(CASES)])

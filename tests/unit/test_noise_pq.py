@@ -1,6 +1,7 @@
 """The post-quantum hybrid Noise handshakes (spec pq-hybrid.md), sans-I/O: sizes, the re-key,
 the classical fallback in both directions, tampering, the require switch, and upstream's
-replay window for session objects."""
+replay window for session objects (the classical vectors against a hybrid responder are in
+test_noise.py)."""
 
 from __future__ import annotations
 
@@ -217,30 +218,3 @@ def test_replay_window_for_session_objects() -> None:
     w.check(2001)
     with pytest.raises(DecryptError, match="repeated"):
         w.check(2001)
-
-
-def test_a_pq_responder_answers_the_classical_upstream_vectors_byte_for_byte() -> None:
-    """The recorded handshakes are a classical upstream peer's: a responder that offers PQ
-    sees no key in their msg1 and answers exactly what the vectors hold."""
-    from skywire.cipher import SecKey
-    from tests.conftest import load_vectors
-
-    for case in load_vectors("noise")["cases"]:
-        pattern = Pattern(case["pattern"])
-        i_sk = SecKey.from_hex(case["initiator_static_sk"])
-        r_sk = SecKey.from_hex(case["responder_static_sk"])
-        resp = Noise(
-            pattern,
-            Role.RESPONDER,
-            r_sk,
-            i_sk.pubkey() if pattern is Pattern.KK else None,
-            ephemeral=SecKey.from_hex(case["responder_ephemeral_sk"]),
-            pq=HYBRID,
-        )
-        for hf in case["handshake_frames"]:
-            msg = bytes.fromhex(hf["message"])
-            if hf["from"] == "initiator":
-                assert resp.read_message(msg) == b""
-            else:
-                assert resp.write_message() == msg
-        assert resp.handshake_finished and not resp.pq_active

@@ -5,6 +5,7 @@ test_noise.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import pytest
@@ -92,6 +93,14 @@ def test_combiner_vector_and_sensitivity() -> None:
     assert out.hex() == "c52120d1786217ed3c812f16a9144888613485d8a17c89b2caa31f303b70ca2d"
     for changed in ((b"\xa2" * 32, ss, cb), (k, b"\xb3" * 32, cb), (k, ss, b"\xc4" * 32)):
         assert combine(*changed) != out
+
+
+def test_mlkem_keygen_known_answer() -> None:
+    """FIPS 203 ML-KEM-768 (not Kyber round 3): the key from seed 00 01 .. 3f is the example
+    key of the IETF LAMPS ML-KEM certificates draft (appendix C); its SHA-256."""
+    key = PQDecapsulator(seed=bytes(range(64)))
+    digest = hashlib.sha256(key.encapsulation_key).hexdigest()
+    assert digest == "0b7934c83125c788995e2ba6bd761e33046b3e40571be53e023309a29f398cc9"
 
 
 def test_mlkem_sizes_and_implicit_rejection() -> None:
@@ -218,3 +227,31 @@ def test_replay_window_for_session_objects() -> None:
     w.check(2001)
     with pytest.raises(DecryptError, match="repeated"):
         w.check(2001)
+
+
+def test_hybrid_messages_in_the_gob_stream_objects() -> None:
+    """KK msg1 and msg2 ride in the ``NoiseMsg`` byte slices of the signed gob StreamRequest
+    and StreamResponse: their gob lengths are FE 04 D1 (1233) and FE 04 71 (1137), and the
+    objects decode back to the same messages."""
+    from skywire.dmsg.addr import Addr
+    from skywire.dmsg.types import (
+        StreamRequest,
+        StreamResponse,
+        decode_request,
+        decode_response,
+        sign_request,
+        sign_response,
+    )
+
+    init, resp = pair(Pattern.KK)
+    a, b = init.local_pk, resp.local_pk
+    msg1 = init.write_message()
+    req_obj = sign_request(StreamRequest(1, Addr(a, 49153), Addr(b, 80), msg1), init.local_sk)
+    assert bytes.fromhex("fe04d1") + msg1 in req_obj.raw
+    assert decode_request(req_obj).noise_msg == msg1
+    resp.read_message(msg1)
+    msg2 = resp.write_message()
+    resp_obj = sign_response(StreamResponse(req_obj.hash(), True, 0, msg2), resp.local_sk)
+    assert bytes.fromhex("fe0471") + msg2 in resp_obj.raw
+    init.read_message(decode_response(resp_obj).noise_msg)
+    assert init.pq_active and resp.pq_active

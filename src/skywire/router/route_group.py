@@ -6,14 +6,8 @@ rule (packets arriving under ``cons.key_route_id`` are this group's). The group'
 is the Forward rule's, seen from this edge (``src`` = this visor); the Consume rule carries the
 arriving path's descriptor (its inverse), as upstream setup nodes make it.
 
-The protocol state lives in two sans-I/O cores, tested without sockets or sleeps:
-
-* :class:`RouteHandshake` — the route handshake ([2026] rules): the initiator sends a Handshake
-  right away and **retransmits** it until the responder's arrives; the responder answers every
-  Handshake it gets; neither waits longer than ``timeout`` and a missing Handshake **fails** the
-  dial instead of silently running in plaintext.
-* :class:`RouteTimers` — KeepAlive after ``keep_alive/2`` without sending, Ping every
-  ``ping_interval`` (the Pong echo gives the route latency).
+The protocol state lives in two sans-I/O cores (:mod:`skywire.router.route_core`: the route
+handshake and the keep-alive/ping timers).
 
 :class:`RouteGroup` is the asyncio shell: a :class:`~skywire.wire.stream.ByteStream` apps read
 and write. When both ends advertise encryption the bytes run through Noise KK (initiator = the
@@ -24,22 +18,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from skywire.cipher import PubKey, SecKey
+from skywire.router.route_core import (
+    DEFAULT_HANDSHAKE_RETRANSMIT,
+    DEFAULT_HANDSHAKE_TIMEOUT,
+    RouteHandshake,
+    RouteTimers,
+    TimerAction,
+)
 from skywire.router.setup_client import BidirectionalRoute
 from skywire.routing.packet import (
     MAX_PAYLOAD_SIZE,
-    Capability,
     CloseCode,
-    Handshake,
     PacketError,
     PacketType,
-    make_handshake,
     make_ping,
     make_pong,
     parse_handshake,
@@ -68,9 +65,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HANDSHAKE_TIMEOUT = 10.0
-"""[2026] bounded wait for the peer's Handshake (PR #3027 / #4057)."""
-DEFAULT_HANDSHAKE_RETRANSMIT = 1.0
 DEFAULT_PING_INTERVAL = 3.0
 DEFAULT_CLOSE_WAIT = 2.0
 DATA_CHUNK = 32 * 1024
@@ -85,137 +79,6 @@ class RouteClosedError(ConnectionError):
 
 class RouteHandshakeError(ConnectionError):
     """The route handshake did not complete (no Handshake from the peer in time, or Noise)."""
-
-
-# ---------------------------------------------------------------------------------- sans-I/O
-
-
-class RouteHandshake:
-    """The route handshake as a state machine; time enters only as an argument.
-
-    Drive it with :meth:`receive` (a Handshake packet arrived), :meth:`handle_timer` (the clock
-    reached :meth:`get_timer`) and drain :meth:`packets_to_send` after each call.
-    """
-
-    def __init__(
-        self,
-        *,
-        initiator: bool,
-        encrypt: bool,
-        now: float,
-        timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
-        retransmit: float = DEFAULT_HANDSHAKE_RETRANSMIT,
-        capabilities: Capability = Capability.NONE,
-    ) -> None:
-        if timeout <= 0 or retransmit <= 0:
-            raise ValueError("handshake timeout and retransmit interval must be positive")
-        self.initiator = initiator
-        self.encrypt = encrypt
-        self.capabilities = capabilities
-        self.deadline = now + timeout
-        self.retransmit = retransmit
-        self.peer: Handshake | None = None
-        self.failed = False
-        self.sent = 0
-        self._out = 0
-        self._next_send: float | None = None
-        if initiator:
-            self._out = 1
-            self._next_send = now + retransmit
-
-    @property
-    def done(self) -> bool:
-        """The handshake completed: the peer's Handshake arrived (and ours went out)."""
-        return self.peer is not None and not self.failed
-
-    @property
-    def encrypted(self) -> bool:
-        """Both ends advertise encryption: run Noise KK over the route."""
-        return self.done and self.encrypt and self.peer is not None and self.peer.encrypt
-
-    def payload(self) -> bytes:
-        """Our Handshake payload ([2026] form: flag ‖ capability bitmap LE)."""
-        return make_handshake(0, self.encrypt, self.capabilities).payload
-
-    def packets_to_send(self) -> list[bytes]:
-        """Handshake payloads to send now (each one a Handshake packet)."""
-        out = [self.payload() for _ in range(self._out)]
-        self.sent += self._out
-        self._out = 0
-        return out
-
-    def receive(self, handshake: Handshake, now: float) -> None:
-        if self.failed:
-            return
-        if self.initiator:
-            if self.peer is None:
-                self.peer = handshake
-                self._next_send = None
-            return
-        # Responder: answer every Handshake; a repeat means ours was lost.
-        if now <= self.deadline or self.peer is not None:
-            if self.peer is None:
-                self.peer = handshake
-            self._out += 1
-
-    def get_timer(self) -> float | None:
-        """When :meth:`handle_timer` must run next (``None``: nothing pending)."""
-        if self.done or self.failed:
-            return None
-        if self._next_send is not None:
-            return min(self._next_send, self.deadline)
-        return self.deadline
-
-    def handle_timer(self, now: float) -> None:
-        if self.done or self.failed:
-            return
-        if now >= self.deadline:
-            self.failed = True
-            self._out = 0
-            self._next_send = None
-            return
-        if self._next_send is not None and now >= self._next_send:
-            self._out += 1
-            self._next_send = now + self.retransmit
-
-
-class TimerAction(enum.Enum):
-    KEEP_ALIVE = "keep_alive"
-    PING = "ping"
-
-
-class RouteTimers:
-    """KeepAlive and Ping schedule of a running route group (sans-I/O).
-
-    A KeepAlive goes out when nothing was sent for ``keep_alive_interval`` seconds; a Ping every
-    ``ping_interval`` seconds (``0`` disables pings). Report every send with :meth:`on_sent`.
-    """
-
-    def __init__(self, keep_alive_interval: float, ping_interval: float, now: float) -> None:
-        if keep_alive_interval <= 0:
-            raise ValueError("keep-alive interval must be positive")
-        self.keep_alive_interval = keep_alive_interval
-        self.ping_interval = ping_interval
-        self.last_sent = now
-        self.next_ping = now + ping_interval if ping_interval > 0 else None
-
-    def on_sent(self, now: float) -> None:
-        self.last_sent = max(self.last_sent, now)
-
-    def get_timer(self) -> float:
-        due = self.last_sent + self.keep_alive_interval
-        return due if self.next_ping is None else min(due, self.next_ping)
-
-    def handle_timer(self, now: float) -> list[TimerAction]:
-        out: list[TimerAction] = []
-        if self.next_ping is not None and now >= self.next_ping:
-            out.append(TimerAction.PING)
-            self.next_ping = now + self.ping_interval
-            self.last_sent = now
-        if now >= self.last_sent + self.keep_alive_interval:
-            out.append(TimerAction.KEEP_ALIVE)
-            self.last_sent = now
-        return out
 
 
 # ---------------------------------------------------------------------------------- asyncio
@@ -304,6 +167,9 @@ class RouteGroup:
         self._pings: dict[int, list[asyncio.Future[float]]] = {}
         self.latency_ms: float | None = None
         self.remote_closed = False
+        self.broken: RouteClosedError | None = None
+        """Why the route was torn down (a transport of it went away), once it was: reads end
+        with this error after the bytes already received, writes raise it."""
         self._closing = False
         self._closed = False
         self._close_done = asyncio.Event()
@@ -420,7 +286,8 @@ class RouteGroup:
                         await self._send(PacketType.HANDSHAKE, p)
             self._hs_changed.set()
         elif ptype is PacketType.CLOSE:
-            await self._on_remote_close()
+            code = payload[0] if payload else CloseCode.REQUESTED
+            await self._on_remote_close(code)
         elif ptype is PacketType.PING:
             try:
                 ping = parse_ping(_Packet(ptype, 0, payload))
@@ -449,21 +316,27 @@ class RouteGroup:
         self._rx += payload
         self._rx_changed.set()
 
-    async def _on_remote_close(self) -> None:
+    async def _on_remote_close(self, code: int = CloseCode.REQUESTED) -> None:
         self.remote_closed = True
+        if code == CloseCode.PATH_BROKEN and self.broken is None and not self._closed:
+            self.broken = RouteClosedError(f"route {self.desc} broken: a hop lost its transport")
         if self._closing:
             self._close_done.set()
             return
         if self._closed:
             return
-        # Answer with our own Close: it removes the rules of our forward path on every hop.
+        # Answer with our own Close: it removes the rules of our forward path on every hop
+        # (with the same code, so that a broken route is an error at the far end too).
+        answer = CloseCode.PATH_BROKEN if self.broken is not None else CloseCode.REQUESTED
         with contextlib.suppress(ConnectionError):
-            await self._send(PacketType.CLOSE, bytes([CloseCode.REQUESTED]))
+            await self._send(PacketType.CLOSE, bytes([answer]))
         self._finish()
 
     # ------------------------------------------------------------------ raw byte stream
     async def _raw_read(self, max_bytes: int) -> bytes:
         while not self._rx:
+            if self.broken is not None:
+                raise self.broken
             if self._closed or self.remote_closed:
                 return b""
             self._rx_changed.clear()
@@ -478,9 +351,18 @@ class RouteGroup:
         view = memoryview(data)
         async with self._write_lock:
             for off in range(0, len(view), DATA_CHUNK):
+                if self.broken is not None:
+                    raise self.broken
                 if self._closed or self._closing or self.remote_closed:
                     raise RouteClosedError("write on a closed route group")
-                await self._send(PacketType.DATA, bytes(view[off : off + DATA_CHUNK]))
+                try:
+                    await self._send(PacketType.DATA, bytes(view[off : off + DATA_CHUNK]))
+                except RouteClosedError as exc:
+                    # the first hop is gone: the route is, and the app must not think otherwise
+                    if self.broken is None:
+                        self.broken = RouteClosedError(f"route {self.desc} broken: {exc}")
+                    self._finish()
+                    raise self.broken from exc
 
     async def _send(self, ptype: PacketType, payload: bytes) -> None:
         assert len(payload) <= MAX_PAYLOAD_SIZE
@@ -495,6 +377,8 @@ class RouteGroup:
         return await self._stream.readexactly(n)
 
     async def write(self, data: bytes) -> None:
+        if self.broken is not None:
+            raise self.broken
         if self._closed or self._closing:
             raise RouteClosedError("write on a closed route group")
         await self._stream.write(data)
@@ -543,6 +427,24 @@ class RouteGroup:
         self._closing = True
         with contextlib.suppress(ConnectionError):
             await self._send(PacketType.CLOSE, bytes([CloseCode.REQUESTED]))
+        self._finish()
+        task = self._timer_task
+        if task is not None and task is not asyncio.current_task():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def break_route(self, reason: str) -> None:
+        """Tear the route down because a transport of it went away: readers get an error after
+        the bytes already received, writers get it at once; a Close (path broken) goes along
+        the forward path, when that is still there, so the far end learns it too."""
+        if self._closed:
+            return
+        if self.broken is None:
+            self.broken = RouteClosedError(f"route {self.desc} broken: {reason}")
+        log.info("%s", self.broken)
+        self._closing = True
+        with contextlib.suppress(ConnectionError):
+            await self._send(PacketType.CLOSE, bytes([CloseCode.PATH_BROKEN]))
         self._finish()
         task = self._timer_task
         if task is not None and task is not asyncio.current_task():

@@ -14,6 +14,9 @@
   next attempt. Setup nodes reach this visor's ``RPCGateway`` on dmsg port 136
   (:class:`~skywire.router.gateway.Gateway`), only from the trusted setup node keys.
 * **Apps** :meth:`Router.listen` on a route port and accept :class:`RouteGroup` s.
+* **Teardown.** The router notes the transport each rule's packets arrive on; when a transport
+  goes away (the transport manager says so) the routes that crossed it are torn down at once
+  (:mod:`skywire.router.breakage`), on this visor and, through Close packets, at both ends.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from skywire.cipher import PubKey
 from skywire.dmsg.client import Client
+from skywire.router.breakage import EdgePair, assess
 from skywire.router.config import (
     DEFAULT_KEEP_ALIVE,
     EPHEMERAL_PORTS,
@@ -50,11 +55,12 @@ from skywire.router.setup_client import (
     SetupClient,
     pks_in_text,
 )
-from skywire.routing.packet import PacketType
+from skywire.routing.packet import CloseCode, PacketType
 from skywire.routing.route import Hop, PathEdges, RouteQueryError
 from skywire.routing.rule import (
     ConsumeRule,
     ForwardRule,
+    IntermediaryForwardRule,
     RouteDescriptor,
     Rule,
 )
@@ -130,6 +136,8 @@ class RouterStats:
     dial_failures: int = 0
     setup_failures: int = 0
     handshake_failures: int = 0
+    routes_broken: int = 0
+    """Route groups and passing routes torn down because a transport of theirs went away."""
     excluded: list[PubKey] = field(default_factory=list)
 
 
@@ -161,6 +169,8 @@ class Router:
         self.gateway: Gateway | None = None
         self._loop = asyncio.get_running_loop()
         self._groups: dict[int, RouteGroup] = {}
+        # the transport each rule's packets were last seen arriving on, by rule key
+        self._arrives_on: dict[int, uuid.UUID] = {}
         self._listeners: dict[int, RouteListener] = {}
         self._pending_ports: set[int] = set()
         self._next_ephemeral = EPHEMERAL_PORTS.start
@@ -175,6 +185,7 @@ class Router:
         self._started = True
         await self._tasks.start()
         self.tm.packet_handler = self.handle_packet
+        self.tm.on_lost = self.transport_lost
         self._spawn(self._gc_loop(), "router-gc")
         if self.dmsg is not None and self.config.serve_gateway:
             listener = await self.dmsg.listen(GATEWAY_PORT)
@@ -202,6 +213,8 @@ class Router:
         await self._tasks.close()
         if self.tm.packet_handler == self.handle_packet:
             self.tm.packet_handler = None
+        if self.tm.on_lost == self.transport_lost:
+            self.tm.on_lost = None
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """Run ``coro`` under the router (dropped, with a log line, once it has closed)."""
@@ -239,12 +252,13 @@ class Router:
             self.stats.dropped += 1
             log.debug("%s from %s dropped: %s", ptype.go_name, tp.id, exc)
             return
+        self._arrives_on[route_id] = tp.id
         if isinstance(rule, ConsumeRule):
             rg = self._groups.get(route_id)
             if rg is None:
                 self.stats.dropped += 1
                 if ptype is PacketType.CLOSE:
-                    self.table.del_rules([route_id])
+                    self._del_rules([route_id])
                 return
             self.stats.delivered += 1
             await rg.handle_packet(ptype, payload)
@@ -261,7 +275,7 @@ class Router:
                 self.stats.dropped += 1
                 log.info("forwarding on %s failed: %s", nxt.id, exc)
         if ptype is PacketType.CLOSE:
-            self.table.del_rules([route_id])
+            self._del_rules([route_id])
         else:
             with contextlib.suppress(RoutingTableError):
                 self.table.update_activity(route_id, now)
@@ -277,6 +291,43 @@ class Router:
         with contextlib.suppress(RoutingTableError):
             self.table.update_activity(fwd.key_route_id, self._loop.time())
 
+    def _del_rules(self, keys: list[int]) -> None:
+        self.table.del_rules(keys)
+        for key in keys:
+            self._arrives_on.pop(key, None)
+
+    def transport_lost(self, tp: ManagedTransport) -> None:
+        """The transport manager's word that ``tp`` went away: tear down what crossed it."""
+        if self._closed:
+            return
+        found = assess(
+            tp.id,
+            (EdgePair(g.fwd, g.cons) for g in self._groups.values()),
+            self.table.all_rules(self._loop.time()),
+            self._arrives_on,
+        )
+        reason = f"transport {tp.id} ({tp.type}) to {tp.remote_pk} went away"
+        for key in found.groups:
+            rg = self._groups.get(key)
+            if rg is not None:
+                self.stats.routes_broken += 1
+                self._spawn(rg.break_route(reason), f"route-broken-{key}")
+        for rule in found.pass_on:
+            self.stats.routes_broken += 1
+            self._spawn(self._pass_on_break(rule), f"route-broken-{rule.key_route_id}")
+        if found.remove:
+            log.info("%s: %d passing rules removed", reason, len(found.remove))
+        self._del_rules(found.remove)
+
+    async def _pass_on_break(self, rule: IntermediaryForwardRule) -> None:
+        nxt = self.tm.get(rule.next_tp_id)
+        if nxt is None or nxt.closed:
+            return
+        with contextlib.suppress(TransportError):
+            await nxt.write_packet(
+                PacketType.CLOSE, rule.next_route_id, bytes([CloseCode.PATH_BROKEN])
+            )
+
     async def _gc_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.gc_interval)
@@ -285,6 +336,8 @@ class Router:
     def collect_garbage(self) -> list[Rule]:
         """Remove expired rules now; close the route groups of expired Consume rules."""
         expired = self.table.collect_garbage(self._loop.time())
+        for key in [k for k in self._arrives_on if k not in self.table]:
+            del self._arrives_on[key]
         for rule in expired:
             if isinstance(rule, ConsumeRule):
                 rg = self._groups.get(rule.key_route_id)
@@ -311,7 +364,7 @@ class Router:
         return rg
 
     def _group_closed(self, rg: RouteGroup) -> None:
-        self.table.del_rules([rg.fwd.key_route_id, rg.cons.key_route_id])
+        self._del_rules([rg.fwd.key_route_id, rg.cons.key_route_id])
         if self._groups.get(rg.cons.key_route_id) is rg:
             del self._groups[rg.cons.key_route_id]
 
@@ -376,7 +429,7 @@ class Router:
         for rg in list(self._groups.values()):
             if {rg.fwd.key_route_id, rg.cons.key_route_id} & wanted:
                 await rg.abort()
-        self.table.del_rules(keys)
+        self._del_rules(keys)
 
     # ------------------------------------------------------------------ dialing
     async def dial_routes(

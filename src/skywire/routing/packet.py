@@ -164,9 +164,16 @@ class CloseCode(enum.IntEnum):
     """``CloseRequested``: the visor closes the route group."""
     LEG_RETIRED = 1
     """[2026] ``CloseLegRetired``: one leg of a multiplexed route group is retired."""
+    PATH_BROKEN = 0x80
+    """Ours: a transport of the route went away, so the route is torn down (the ends see an
+    error, not an orderly end). The reference closes on any code and passes the code on."""
 
     def describe(self) -> str:
-        return "Closing requested by visor" if self is CloseCode.REQUESTED else "Leg retired"
+        return {
+            CloseCode.REQUESTED: "Closing requested by visor",
+            CloseCode.LEG_RETIRED: "Leg retired",
+            CloseCode.PATH_BROKEN: "Path broken",
+        }[self]
 
 
 class Capability(enum.IntFlag):

@@ -91,6 +91,7 @@ class Registry(Protocol):
 
 
 PacketHandler = Callable[["ManagedTransport", int, int, bytes], Awaitable[None]]
+LostHandler = Callable[["ManagedTransport"], None]
 
 
 @dataclass
@@ -241,6 +242,8 @@ class TransportManager:
         self.latency_interval = latency_interval
         self.transports: dict[uuid.UUID, ManagedTransport] = {}
         self.packet_handler: PacketHandler | None = None
+        self.on_lost: LostHandler | None = None
+        """Told (synchronously) of every transport that ends, for whatever reason."""
         # every task: accept loops, settlements, the persistent and latency loops, one reader
         # per transport (also kept by ID in _readers)
         self._tasks = TaskTree("transport-manager", log)
@@ -489,6 +492,8 @@ class TransportManager:
             if self._readers.get(tp.id) is asyncio.current_task():
                 del self._readers[tp.id]
             self._forget(tp)
+            if self.on_lost is not None:
+                self.on_lost(tp)
 
     async def _persistent_loop(self) -> None:
         """Keep every persistent transport up.

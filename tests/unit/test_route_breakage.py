@@ -1,0 +1,46 @@
+"""What a lost transport breaks (router/breakage.py), decided from the rules alone."""
+
+from __future__ import annotations
+
+import uuid
+
+from skywire.cipher import KeyPair
+from skywire.router.breakage import EdgePair, assess
+from skywire.routing.rule import (
+    ConsumeRule,
+    ForwardRule,
+    IntermediaryForwardRule,
+    RouteDescriptor,
+)
+
+LOST, OTHER, THIRD = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+DESC = RouteDescriptor(KeyPair.generate().pk, KeyPair.generate().pk, 1, 2)
+
+
+def group(fwd_tp: uuid.UUID, fwd_key: int, cons_key: int) -> EdgePair:
+    return EdgePair(
+        ForwardRule(10**9, fwd_key, 77, fwd_tp, DESC), ConsumeRule(10**9, cons_key, DESC.invert())
+    )
+
+
+def test_groups_over_the_lost_transport_either_way_break_the_others_do_not() -> None:
+    leaves = group(LOST, 1, 2)  # its forward rule leaves over the lost transport
+    arrives = group(OTHER, 3, 4)  # its packets came in over it
+    spared = group(OTHER, 5, 6)
+    found = assess(LOST, [leaves, arrives, spared], [], {4: LOST, 6: THIRD})
+    assert found.groups == [2, 4]
+    assert found.pass_on == [] and found.remove == []
+
+
+def test_passing_rules_pass_the_news_on_or_are_removed() -> None:
+    onward = IntermediaryForwardRule(10**9, 10, 11, OTHER)  # arrived over the lost one
+    dead_end = IntermediaryForwardRule(10**9, 12, 13, LOST)  # leaves over the lost one
+    unseen = IntermediaryForwardRule(10**9, 14, 15, OTHER)  # no packet seen yet
+    elsewhere = IntermediaryForwardRule(10**9, 16, 17, OTHER)
+    edge_only = ConsumeRule(10**9, 18, DESC)  # a route group's: handled with its group
+    found = assess(
+        LOST, [], [onward, dead_end, unseen, elsewhere, edge_only], {10: LOST, 16: THIRD}
+    )
+    assert found.pass_on == [onward]
+    assert sorted(found.remove) == [10, 12]
+    assert found.groups == []

@@ -49,7 +49,7 @@ def register(svc_app: typer.Typer) -> None:
         refresh: Annotated[
             float,
             typer.Option("--refresh", help="Seconds between graph rebuilds from the TPD.", min=0.1),
-        ] = 10.0,
+        ] = 3.0,
         by_hops: Annotated[
             bool,
             typer.Option("--by-hops", help="Rank by hop count instead of measured latency."),

@@ -15,11 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import struct
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from skywire.cipher import PubKey, SecKey
@@ -31,6 +29,13 @@ from skywire.transport.entry import (
     make_entry,
     make_transport_id,
 )
+from skywire.transport.managed import (
+    TRANSPORT_PING,
+    TRANSPORT_PONG,
+    ManagedTransport,
+    TransportError,
+    TransportStats,
+)
 from skywire.transport.network import Conn, Network, TransportNetworkError
 from skywire.transport.resolver import ResolverError
 from skywire.transport.settlement import (
@@ -40,24 +45,28 @@ from skywire.transport.settlement import (
     SettlementStatus,
 )
 from skywire.wire.errors import WireError
-from skywire.wire.noise_aio import NoiseStream
 from skywire.wire.tasks import TaskTree, TaskTreeClosedError
+
+__all__ = [
+    "CARRIER_START_ERRORS",
+    "REGISTRY_ERRORS",
+    "ManagedTransport",
+    "Registry",
+    "RegistryError",
+    "TransportError",
+    "TransportManager",
+    "TransportStats",
+]
 
 log = logging.getLogger(__name__)
 
 SETTLEMENT_TIMEOUT = 20.0
-PACKET_HEADER = struct.Struct(">BIH")
-HEADER_LEN = PACKET_HEADER.size  # 7
-TRANSPORT_PING = 8  # transport-level packet types (route ID 0)
-TRANSPORT_PONG = 9
 LATENCY_INTERVAL = 10.0
 PERSISTENT_GRACE = 2.0
 DEAD_AFTER_ROUNDS = 3
 PERSISTENT_RETRY_MAX = 30.0
-
-
-class TransportError(Exception):
-    """A transport could not be made, or is gone."""
+DEREGISTER_WAIT = 2.0
+"""How long a new connection with the same ID waits for the lost one's deregistration."""
 
 
 class RegistryError(Exception):
@@ -94,134 +103,6 @@ PacketHandler = Callable[["ManagedTransport", int, int, bytes], Awaitable[None]]
 LostHandler = Callable[["ManagedTransport"], None]
 
 
-@dataclass
-class TransportStats:
-    sent: int = 0
-    received: int = 0
-    packets_sent: int = 0
-    packets_received: int = 0
-    created: float = field(default_factory=time.time)
-
-
-class ManagedTransport:
-    """A settled transport: packet I/O with byte counters and a latency probe."""
-
-    def __init__(self, entry: Entry, conn: Conn, local_pk: PubKey) -> None:
-        self.entry = entry
-        self.conn = conn
-        self.local_pk = local_pk
-        self.stats = TransportStats()
-        self.latency_ms: float | None = None
-        self.inbox: asyncio.Queue[tuple[int, int, bytes]] = asyncio.Queue(1024)
-        self._write_lock = asyncio.Lock()
-        self._pings: dict[int, asyncio.Future[float]] = {}
-        self._closed = asyncio.Event()
-        self.deleted = False
-        self.last_received = time.monotonic()
-        self.answers_pings = False
-        """True once the peer answered a transport-level ping; the reference visor never does
-        (it drops packet types it does not know), so its silence proves nothing."""
-        self.unanswered_pings = 0
-
-    @property
-    def id(self) -> uuid.UUID:
-        return self.entry.id
-
-    @property
-    def type(self) -> str:
-        return self.entry.type
-
-    @property
-    def remote_pk(self) -> PubKey:
-        return self.entry.remote_edge(self.local_pk)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
-
-    async def write_packet(self, ptype: int, route_id: int, payload: bytes = b"") -> None:
-        """Send one routing packet."""
-        if self.closed:
-            raise TransportError(f"transport {self.id} is closed")
-        if len(payload) > 0xFFFF:
-            raise TransportError("packet payload larger than 65535 bytes")
-        data = PACKET_HEADER.pack(ptype, route_id, len(payload)) + payload
-        async with self._write_lock:
-            try:
-                await self.conn.stream.write(data)
-            except (ConnectionError, WireError, OSError) as exc:
-                raise TransportError(f"transport {self.id}: {exc}") from exc
-        self.stats.sent += len(payload)
-        self.stats.packets_sent += 1
-
-    async def read_packet(self) -> tuple[int, int, bytes]:
-        """The next packet from the peer (``EOFError`` when the transport ends)."""
-        try:
-            head = await self.conn.stream.readexactly(HEADER_LEN)
-            ptype, route_id, size = PACKET_HEADER.unpack(head)
-            payload = await self.conn.stream.readexactly(size) if size else b""
-        except asyncio.IncompleteReadError as exc:
-            raise EOFError(f"transport {self.id} ended") from exc
-        self.stats.received += len(payload)
-        self.stats.packets_received += 1
-        self.last_received = time.monotonic()
-        return ptype, route_id, payload
-
-    async def ping(self, timeout: float = 5.0) -> float:
-        """Round trip of a transport-level ping, in milliseconds (also kept as ``latency_ms``)."""
-        stamp = time.monotonic_ns()
-        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self._pings[stamp] = fut
-        try:
-            await self.write_packet(TRANSPORT_PING, 0, struct.pack(">q", stamp))
-            async with asyncio.timeout(timeout):
-                rtt = await fut
-        finally:
-            self._pings.pop(stamp, None)
-        self.latency_ms = rtt
-        return rtt
-
-    def _on_pong(self, payload: bytes) -> None:
-        if len(payload) < 8:
-            return
-        (stamp,) = struct.unpack(">q", payload[:8])
-        fut = self._pings.get(stamp)
-        if fut is not None and not fut.done():
-            self.answers_pings = True
-            fut.set_result((time.monotonic_ns() - stamp) / 1e6)
-
-    async def close(self) -> None:
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        for fut in self._pings.values():
-            if not fut.done():
-                fut.set_exception(TransportError("transport closed"))
-                fut.exception()
-        with contextlib.suppress(ConnectionError, WireError, OSError):
-            await self.conn.stream.close()
-
-    def summary(self) -> dict[str, object]:
-        return {
-            "id": str(self.id),
-            "local_pk": self.local_pk.hex(),
-            "remote_pk": self.remote_pk.hex(),
-            "type": self.type,
-            "label": self.entry.label,
-            "is_up": not self.closed,
-            "latency_ms": self.latency_ms,
-            "sent": self.stats.sent,
-            "received": self.stats.received,
-            "post_quantum": self.post_quantum,
-        }
-
-    @property
-    def post_quantum(self) -> bool:
-        """Whether the transport's Noise keys are the hybrid (ML-KEM-768) ones."""
-        stream = self.conn.stream
-        return isinstance(stream, NoiseStream) and stream.noise.pq_active
-
-
 class TransportManager:
     """Creates, accepts, keeps and removes this visor's transports."""
 
@@ -249,6 +130,8 @@ class TransportManager:
         self._tasks = TaskTree("transport-manager", log)
         self._readers: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._dialing: dict[uuid.UUID, asyncio.Future[ManagedTransport]] = {}
+        # deregistrations of transports that went away, by ID, while in flight
+        self._deregistering: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._changed = asyncio.Event()
         self._closed = False
 
@@ -347,6 +230,7 @@ class TransportManager:
         fut: asyncio.Future[ManagedTransport] = asyncio.get_running_loop().create_future()
         self._dialing[tp_id] = fut
         try:
+            await self._deregistered(tp_id)
             conn = await net.dial(remote)
             tp = await self._settle_initiator(conn, label)
         except BaseException as exc:
@@ -384,6 +268,36 @@ class TransportManager:
         except REGISTRY_ERRORS as exc:
             log.info("could not deregister transport %s: %s", tp_id, exc)
 
+    def _deregister_lost(self, tp: ManagedTransport) -> None:
+        """A transport that went away is taken off offer at once (its peer may be dead); when
+        it comes back, settlement registers it again."""
+        if self.registry is None or self._closed or tp.deleted or tp.id in self._deregistering:
+            return
+        try:
+            task = self._tasks.spawn(self._deregister_gone(tp.id), f"tp-deregister-{tp.id}")
+        except TaskTreeClosedError:
+            return
+        self._deregistering[tp.id] = task
+
+    async def _deregister_gone(self, tp_id: uuid.UUID) -> None:
+        try:
+            if tp_id not in self.transports:  # not back in the meantime
+                await self._deregister(tp_id)
+        finally:
+            if self._deregistering.get(tp_id) is asyncio.current_task():
+                del self._deregistering[tp_id]
+
+    async def _deregistered(self, tp_id: uuid.UUID) -> None:
+        """Let a deregistration of ``tp_id`` still in flight land before the transport is
+        registered again (else it could undo the new registration); bounded, then dropped."""
+        task = self._deregistering.get(tp_id)
+        if task is None or task is asyncio.current_task():
+            return
+        _, pending = await asyncio.wait({task}, timeout=DEREGISTER_WAIT)
+        if pending:
+            task.cancel()
+            await asyncio.wait({task})
+
     # ------------------------------------------------------------------ settlement
     async def _settle_initiator(self, conn: Conn, label: str) -> ManagedTransport:
         s = SettlementInitiator(self.pk, self.sk, conn.remote_pk, conn.tp_type, label)
@@ -409,6 +323,7 @@ class TransportManager:
                     pass
                 assert s.signed_entry is not None
                 if self.registry is not None:
+                    await self._deregistered(s.signed_entry.entry.id)
                     try:
                         await self.registry.register([s.signed_entry])
                     except REGISTRY_ERRORS as exc:
@@ -492,6 +407,8 @@ class TransportManager:
             if self._readers.get(tp.id) is asyncio.current_task():
                 del self._readers[tp.id]
             self._forget(tp)
+            if self.transports.get(tp.id) is None:
+                self._deregister_lost(tp)
             if self.on_lost is not None:
                 self.on_lost(tp)
 

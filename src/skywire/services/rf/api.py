@@ -53,8 +53,9 @@ __all__ = ["DEFAULT_REFRESH_INTERVAL", "RouteFinder", "RouteFinderServer", "make
 
 log = logging.getLogger("skywire.rf")
 
-DEFAULT_REFRESH_INTERVAL = 10.0
-"""Seconds between graph rebuilds from the transport source."""
+DEFAULT_REFRESH_INTERVAL = 3.0
+"""Seconds between graph rebuilds from the transport source: short, because visors deregister
+the transports of a peer that went away and routes must stop crossing it within seconds."""
 _MAX_U16 = 0xFFFF
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -234,6 +234,35 @@ async def test_intermediary_that_broke_id_reservation_is_excluded_on_retry() -> 
         assert net.rule_counts() == [0, 0, 0, 0, 0]
 
 
+async def test_dials_after_a_hop_failure_do_not_pay_for_it_again() -> None:
+    faults = Faults()
+
+    async def refuse(attempt: int) -> None:
+        raise DmsgError(ErrorCode.REQ_NO_LISTENER, "injected")
+
+    async with RouteNet(5, DETOUR, rsn_dial_wrapper=faults.wrap) as net:
+        bad = net.nodes[1].pk
+        faults.script[bad] = refuse
+        listener = await net.nodes[3].router.listen(5)
+        router = net.nodes[0].router
+        for _ in range(5):
+            rg = await router.dial_routes(net.nodes[3].pk, 0, 5)
+            peer = await listener.accept()
+            assert rg.route is not None and bad not in rg.route.intermediaries()
+            await rg.close()
+            await peer.wait_closed()
+        assert faults.attempts[bad] == 1  # only the first dial met it
+        assert router.stats.setup_failures == 1
+        # once the memory has expired, the preferred path is tried again
+        router.failed_hops.forget(bad)
+        faults.script.pop(bad)
+        rg = await router.dial_routes(net.nodes[3].pk, 0, 5)
+        peer = await listener.accept()
+        assert rg.route is not None and rg.route.intermediaries() == {bad}
+        await rg.close()
+        await peer.wait_closed()
+
+
 async def test_intermediaries_of_a_route_whose_handshake_failed_are_excluded() -> None:
     async with RouteNet(5, DETOUR, handshake_timeout=0.5, handshake_retransmit=0.1) as net:
         black_hole = net.nodes[1]

@@ -44,3 +44,21 @@ def test_passing_rules_pass_the_news_on_or_are_removed() -> None:
     assert found.pass_on == [onward]
     assert sorted(found.remove) == [10, 12]
     assert found.groups == []
+
+
+def test_hop_memory_is_soft_and_expires() -> None:
+    from skywire.router.paths import HopMemory, first_allowed
+    from skywire.routing.route import Hop
+
+    a, m1, m2, b = (KeyPair.generate().pk for _ in range(4))
+    via_m1 = [Hop(uuid.uuid4(), a, m1), Hop(uuid.uuid4(), m1, b)]
+    via_m2 = [Hop(uuid.uuid4(), a, m2), Hop(uuid.uuid4(), m2, b)]
+    memory = HopMemory(ttl=20.0)
+    memory.remember({m1}, now=100.0)
+    assert memory.avoid(110.0) == {m1}
+    assert first_allowed([via_m1, via_m2], set(), memory.avoid(110.0)) == via_m2
+    # the only path left crosses a remembered visor: it is still used (a soft wish)
+    assert first_allowed([via_m1], set(), memory.avoid(110.0)) == via_m1
+    # an excluded one is not
+    assert first_allowed([via_m1], {m1}, set()) is None
+    assert memory.avoid(120.0) == set()  # expired, and dropped

@@ -68,6 +68,9 @@ class RouterConfig:
     rf_retry_total: float = 2.0
     route_candidates: int = 8
     """Paths asked of the route finder per direction, so that excluded ones can be skipped."""
+    failed_hop_memory: float = 20.0
+    """Seconds every dial avoids an intermediary that just failed one (while another path
+    exists); the route finder drops a gone visor's transports within seconds anyway."""
     accept_backlog: int = 32
     serve_gateway: bool = True
 

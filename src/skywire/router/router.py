@@ -40,7 +40,7 @@ from skywire.router.config import (
     RouterConfig,
 )
 from skywire.router.gateway import GATEWAY_PORT, Gateway
-from skywire.router.paths import check_chain, consume_matches, first_allowed
+from skywire.router.paths import HopMemory, check_chain, consume_matches, first_allowed
 from skywire.router.route_group import (
     RouteClosedError,
     RouteGroup,
@@ -165,6 +165,7 @@ class Router:
             )
         self.setup = setup
         self.table = RoutingTable()
+        self.failed_hops = HopMemory(self.config.failed_hop_memory)
         self.stats = RouterStats()
         self.gateway: Gateway | None = None
         self._loop = asyncio.get_running_loop()
@@ -307,6 +308,8 @@ class Router:
             self._arrives_on,
         )
         reason = f"transport {tp.id} ({tp.type}) to {tp.remote_pk} went away"
+        if self.tm.get(tp.id) is None:  # not replaced at once: the peer may be gone
+            self.failed_hops.remember({tp.remote_pk}, self._loop.time())
         for key in found.groups:
             rg = self._groups.get(key)
             if rg is not None:
@@ -550,6 +553,7 @@ class Router:
         raise RouteDialError(f"no route to {desc.dst_pk}:{desc.dst_port}: " + " | ".join(errors))
 
     def _exclude(self, excluded: set[PubKey], pks: set[PubKey]) -> None:
+        self.failed_hops.remember(pks, self._loop.time())
         for pk in pks - excluded:
             excluded.add(pk)
             self.stats.excluded.append(pk)
@@ -571,8 +575,9 @@ class Router:
             except (RouteQueryError, OSError, TimeoutError) as exc:
                 problem = f"route finder: {exc}"
             else:
-                fwd = first_allowed(found.get(fwd_key, []), excluded)
-                rev = first_allowed(found.get(rev_key, []), excluded)
+                avoid = self.failed_hops.avoid(self._loop.time())
+                fwd = first_allowed(found.get(fwd_key, []), excluded, avoid)
+                rev = first_allowed(found.get(rev_key, []), excluded, avoid)
                 if fwd is not None and rev is not None:
                     return fwd, rev
                 raise RouteDialError(

@@ -19,6 +19,7 @@ import pytest
 from skywire.cipher import KeyPair
 from skywire.dmsg.client import Backoff, Client
 from skywire.dmsg.disc_entry import Entry, KeyNotFoundError, sign
+from skywire.dmsg.server import Server
 from skywire.services.dmsgdisc.client import DiscClient
 from skywire.testnet.dmsgnet import LocalDmsgNetwork
 
@@ -115,24 +116,58 @@ async def test_bad_server_addresses_are_refused_and_skipped(net: LocalDmsgNetwor
         assert c.sessions and set(c.sessions) <= real
 
 
+async def _only_on(client: Client, server: Server) -> None:
+    """Leave ``client`` with a session to ``server`` alone."""
+    if server.pk not in client.sessions:
+        await client.ensure_session(await client.entries.lookup(server.pk))
+    for pk in [pk for pk in client.sessions if pk != server.pk]:
+        await client.sessions[pk].close()
+        async with asyncio.timeout(5):
+            while pk in client.sessions:  # noqa: ASYNC110 - the session's task removes it
+                await asyncio.sleep(0.01)
+
+
 async def test_dials_survive_a_discovery_outage_with_entries_seen_before(
     net: LocalDmsgNetwork, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from skywire.dmsg import client as client_module
+    from skywire.dmsg import entry_cache
     from skywire.dmsg.errors import DmsgError
 
-    a, b, c = await net.client(), await net.client(), await net.client()
+    x, y = net.servers
+    a, b, c, d = [await net.client() for _ in range(4)]
+    await _only_on(b, x)
+    await _only_on(c, x)  # shares b's relay, never looks b up
+    await _only_on(d, y)  # shares nothing with b
     stream = await a.dial(b.pk, 7)  # a has seen b's entry (and its server's)
     await stream.close()
+    await _only_on(a, y)  # and now shares nothing with b either
     await net.stop_discovery()
     try:
         for _ in range(3):
-            stream = await a.dial(b.pk, 7)
+            stream = await a.dial(b.pk, 7)  # through x again, from the entry seen before
             await stream.close()
+        stream = await c.dial(b.pk, 7)  # no lookup at all: the shared relay has b
+        await stream.close()
         with pytest.raises(DmsgError, match="discovery unreachable"):
-            await c.dial(b.pk, 7)  # c never saw it: nothing to fall back on
-        monkeypatch.setattr(client_module, "STALE_ENTRY_AGE", 0.0)
+            await d.dial(b.pk, 7)  # never saw it, shares nothing: nothing to fall back on
+        monkeypatch.setattr(entry_cache, "STALE_ENTRY_AGE", 0.0)
+        await _only_on(a, y)
         with pytest.raises(DmsgError, match="discovery unreachable"):
             await a.dial(b.pk, 7)  # too old to trust
+    finally:
+        await net.start_discovery()
+
+
+async def test_warm_keys_are_fetched_again_each_refresh(net: LocalDmsgNetwork) -> None:
+    a, b = await net.client(), await net.client()
+    assert a.entries.cached(b.pk) is None
+    a.entries.warm.add(b.pk)
+    await a.entries.warm_up()
+    first = a.entries.cached(b.pk)
+    assert first is not None and first.static == b.pk
+    await net.stop_discovery()
+    try:
+        await a.entries.warm_up()  # a failure keeps the copy
+        assert a.entries.cached(b.pk) == first
     finally:
         await net.start_discovery()

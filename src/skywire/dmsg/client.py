@@ -13,7 +13,6 @@ import contextlib
 import logging
 import random
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import ClassVar
 
@@ -27,8 +26,8 @@ from skywire.dmsg.disc_entry import (
     KeyNotFoundError,
     NoAvailableServersError,
 )
-from skywire.dmsg.disc_errors import DiscUnreachableError
 from skywire.dmsg.discovery import DISCOVERY_ERRORS, Discovery
+from skywire.dmsg.entry_cache import EntryCache
 from skywire.dmsg.entry_keeper import EntryKeeper
 from skywire.dmsg.errors import DmsgClosedError, DmsgError, DmsgPQRequiredError, ErrorCode
 from skywire.dmsg.netaddr import parse_server_address
@@ -64,9 +63,6 @@ from skywire.wire.yamux_aio import YamuxStream
 log = logging.getLogger(__name__)
 
 ACCEPT_BUFFER_SIZE = 20
-STALE_ENTRY_AGE = 600.0
-"""Seconds a fetched entry may serve a dial while discovery is unreachable."""
-MAX_CACHED_ENTRIES = 4096
 DIAL_TIMEOUT = 10.0
 # Hold back the first yamux frame after msg3 for a moment: a reference server fails the
 # session (error 203) when yamux bytes arrive together with the last handshake message.
@@ -162,7 +158,7 @@ class Client:
         #: why the client has fewer sessions than it wants (the last failure), for messages
         self.last_problem = ""
         # entries fetched last, used only while discovery cannot be asked
-        self._entries: OrderedDict[PubKey, tuple[Entry, float]] = OrderedDict()
+        self.entries = EntryCache(disc, str(self.pk))
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Client:
@@ -248,6 +244,7 @@ class Client:
             except DISCOVERY_ERRORS as exc:
                 self.last_problem = f"discovery unavailable: {exc or type(exc).__name__}"
                 log.info("dmsg client %s: %s", self.pk, self.last_problem)
+            await self.entries.warm_up()
             self._schedule_publish()
             want = self.min_sessions or 1
             if len(self.sessions) >= want:
@@ -367,6 +364,7 @@ class Client:
             raise
         else:
             fut.set_result(session)
+            self.entries.remember(server)  # a server we may have to reach without discovery
             return session
         finally:
             self._pending.pop(server.static, None)
@@ -481,11 +479,19 @@ class Client:
         if self._closed:
             raise DmsgClosedError(ErrorCode.ENTITY_CLOSED)
         try:
-            entry = await self._lookup(pk)
-        except KeyNotFoundError as exc:
-            raise DmsgError(ErrorCode.DISC_ENTRY_NOT_FOUND, str(pk)) from exc
-        except DiscError as exc:
-            raise DmsgError(ErrorCode.DISC_ENTRY_NOT_FOUND, str(exc)) from exc
+            entry = await self.entries.lookup(pk)
+        except (DiscError, OSError, TimeoutError) as exc:
+            # Discovery cannot say (away, or it lost the entry): a client that shares a relay
+            # server with us is reached through it without any lookup.
+            if self.sessions:
+                try:
+                    return await self.dial_via(pk, port, list(self.sessions), shared_only=True)
+                except DmsgError as found:
+                    if found.code != ErrorCode.CANNOT_CONNECT_TO_DELEGATED:
+                        raise  # the peer was there and answered
+            if isinstance(exc, KeyNotFoundError):
+                raise DmsgError(ErrorCode.DISC_ENTRY_NOT_FOUND, str(pk)) from exc
+            raise DmsgError(ErrorCode.DISC_ENTRY_NOT_FOUND, str(exc) or repr(exc)) from exc
         if entry.client is None:
             raise DmsgError(ErrorCode.DISC_ENTRY_IS_NOT_CLIENT, str(pk))
         delegated = list(entry.client.delegated_servers or ())
@@ -493,32 +499,20 @@ class Client:
             raise DmsgError(ErrorCode.DISC_ENTRY_HAS_NO_DELEGATED, str(pk))
         return await self.dial_via(pk, port, delegated)
 
-    async def _lookup(self, pk: PubKey) -> Entry:
-        """``pk``'s entry from discovery; while discovery cannot be asked, the one fetched
-        last, if it is at most :data:`STALE_ENTRY_AGE` old (dials survive an outage)."""
-        try:
-            entry = await self.disc.get_entry(pk)
-        except (DiscUnreachableError, OSError, TimeoutError) as exc:
-            cached = self._entries.get(pk)
-            if cached is None or time.monotonic() - cached[1] > STALE_ENTRY_AGE:
-                raise
-            log.info("dmsg client %s: discovery away (%s): using %s's last entry", self.pk, exc, pk)
-            return cached[0]
-        self._entries[pk] = (entry, time.monotonic())
-        self._entries.move_to_end(pk)
-        while len(self._entries) > MAX_CACHED_ENTRIES:
-            self._entries.popitem(last=False)
-        return entry
-
-    async def dial_via(self, pk: PubKey, port: int, servers: Iterable[PubKey]) -> DmsgStream:
-        """Dial through the first usable server of ``servers`` (ones with a session first)."""
+    async def dial_via(
+        self, pk: PubKey, port: int, servers: Iterable[PubKey], *, shared_only: bool = False
+    ) -> DmsgStream:
+        """Dial through the first usable server of ``servers`` (ones with a session first;
+        with ``shared_only``, only those)."""
         ordered = sorted(servers, key=lambda s: s not in self.sessions)
         errors: list[str] = []
         for server_pk in ordered:
             try:
                 session = self.sessions.get(server_pk)
                 if session is None or session.closed:
-                    session = await self.ensure_session(await self._lookup(server_pk))
+                    if shared_only:
+                        continue
+                    session = await self.ensure_session(await self.entries.lookup(server_pk))
                 return await self._dial_stream(session, pk, port)
             except DmsgError as exc:
                 if exc.code in (ErrorCode.REQ_NO_LISTENER, ErrorCode.ACCEPT_CHAN_MAXED):

@@ -89,9 +89,10 @@ class Visor:
         if cfg.require_pq:  # process-wide, as upstream's environment switch
             set_default_policy(PQPolicy(offer=True, require=True))
         self._disc = await st.enter_async_context(DiscClient(cfg.dmsg.discovery))
-        self.dmsg = await st.enter_async_context(
-            Client(self.sk, self._disc, min_sessions=cfg.dmsg.sessions_count)
-        )
+        client = Client(self.sk, self._disc, min_sessions=cfg.dmsg.sessions_count)
+        # the setup nodes must stay reachable while discovery is away
+        client.entries.warm.update(cfg.routing.route_setup_nodes)
+        self.dmsg = await st.enter_async_context(client)
         networks: list[Network] = [DmsgNetwork(self.dmsg), *self._extra_networks]
         if cfg.skywire_tcp.listening_address:
             host, _, port = cfg.skywire_tcp.listening_address.rpartition(":")

@@ -1,6 +1,10 @@
-"""A visor that goes away is taken off offer: its peers deregister the transports they had
-with it, so transport discovery and the route finder stop offering paths through it within
-seconds; when a transport to it comes back, it is registered again (and stays so)."""
+"""Routes through churn, on a whole local network (real servers, real sockets):
+
+* a visor that goes away is taken off offer: its peers deregister the transports they had
+  with it, so transport discovery and the route finder stop offering paths through it within
+  seconds; when a transport to it comes back, it is registered again (and stays so);
+* route setups go on while dmsg discovery is down (setup node entries are kept warm, entries
+  seen before serve, a shared relay needs no lookup)."""
 
 from __future__ import annotations
 
@@ -60,3 +64,28 @@ async def test_a_gone_visors_transports_leave_discovery_and_the_route_finder() -
         finally:
             await source.close()
             await rf.close()
+
+
+async def test_routes_are_set_up_while_discovery_is_down() -> None:
+    async with LocalDmsgNetwork(servers=2) as dnet, LocalSkywire(dnet, visors=3) as sky:
+        await sky.chain()
+        src, dst = sky.visors[0], sky.visors[2]
+        assert src.router is not None and dst.router is not None
+        listener = await dst.router.listen(5)
+
+        async def one_route() -> None:
+            assert src.router is not None
+            rg = await src.router.dial_routes(dst.pk, 0, 5, min_hops=2)
+            peer = await listener.accept()
+            await rg.write(b"through")
+            assert await peer.readexactly(7) == b"through"
+            await rg.close()
+            await peer.wait_closed()
+
+        await one_route()  # with discovery up: the entries are seen
+        await dnet.stop_discovery()
+        try:
+            for _ in range(5):
+                await one_route()
+        finally:
+            await dnet.start_discovery()

@@ -299,6 +299,68 @@ def route_ls(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -> 
     out.print(table)
 
 
+@route_app.command("ping")
+def route_ping(
+    pk: Annotated[str, typer.Argument(help="The visor to ping (hex or base32 key).")],
+    via: Annotated[
+        list[str] | None,
+        typer.Option("--via", help="Go exactly through this visor (repeat, in order)."),
+    ] = None,
+    count: Annotated[int, typer.Option("-n", "--count", help="Probes.", min=1)] = 4,
+    size: Annotated[
+        int, typer.Option("-s", "--size", help="Bytes per probe.", min=1, max=65536)
+    ] = 32,
+    interval: Annotated[
+        float, typer.Option("-i", "--interval", help="Seconds between probes.", min=0)
+    ] = 0.2,
+    min_hops: Annotated[int | None, typer.Option("--min-hops", min=1)] = None,
+    max_hops: Annotated[int | None, typer.Option("--max-hops", min=1)] = None,
+    rpc: RpcOption = "localhost:3435",
+    as_json: JsonOption = False,
+) -> None:
+    """Set a new route up to a visor's echo (route port 7), probe it, close it.
+
+    Prints the set-up time, each probe's round trip and the path. Only visors of this project
+    echo; an upstream visor answers "no app listens on port 7".
+    """
+    from skywire.visor.rpc import RPCClient, RPCClientError
+
+    target = parse_pk(pk)
+    body: dict[str, Any] = {
+        "pk": target.hex(),
+        "via": [parse_pk(v).hex() for v in via or []],
+        "count": count,
+        "size": size,
+        "interval": interval,
+        "min_hops": min_hops,
+        "max_hops": max_hops,
+    }
+    try:
+        client = RPCClient(rpc, timeout=60.0 + count * (interval + 10.0))
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] --rpc: {exc}")
+        raise typer.Exit(2) from exc
+    try:
+        doc = asyncio.run(client.call("POST", "/routes/ping", body))
+    except RPCClientError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    if as_json:
+        out.print_json(json.dumps(doc))
+        return
+    hops = doc.get("hops") or []
+    out.print(
+        f"route to {target} set up in {doc['setup_ms']:.1f} ms, {len(hops)} hop(s): "
+        + " → ".join(h[:10] for h in hops),
+        soft_wrap=True,
+    )
+    for i, rtt in enumerate(doc.get("rtt_ms") or [], 1):
+        out.print(f"probe {i}: {size} bytes, {rtt:.2f} ms")
+    rtts = doc.get("rtt_ms") or []
+    if rtts:
+        out.print(f"min/avg/max {min(rtts):.2f}/{sum(rtts) / len(rtts):.2f}/{max(rtts):.2f} ms")
+
+
 @rule_app.command("ls")
 def rule_ls(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -> None:
     """The visor's routing table."""

@@ -38,6 +38,14 @@ class Summarized(Protocol):
     def summary(self) -> dict[str, object]: ...
 
 
+class PingAnswer(Protocol):
+    """A route ping's outcome as the API returns it."""
+
+    error: str | None
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
 class VisorAPI(Protocol):
     """What the control API's handlers call: the visor provides it."""
 
@@ -71,6 +79,20 @@ class VisorAPI(Protocol):
         """``tp route-addr``: the transport of each consecutive pair and the address."""
         ...
 
+    async def ping(
+        self,
+        pk: PubKey,
+        *,
+        via: Sequence[PubKey] = (),
+        min_hops: int | None = None,
+        max_hops: int | None = None,
+        count: int = 1,
+        size: int = 32,
+        interval: float = 0.0,
+    ) -> PingAnswer:
+        """``route ping``: a new route to the visor's echo, probed, closed."""
+        ...
+
 
 class RPCServer(AppServer):
     """Serves the visor's control API on a local TCP address (``async with``)."""
@@ -94,7 +116,31 @@ class RPCServer(AppServer):
         r.add_post("/skynet/services", self._publish)
         r.add_delete("/skynet/services/{port}", self._unpublish)
         r.add_post("/route-addr", self._route_addr)
+        r.add_post("/routes/ping", self._ping)
         return app
+
+    async def _ping(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise TypeError("a JSON object is expected")
+            pk = PubKey.parse(str(body["pk"]))
+            via = [PubKey.parse(str(text)) for text in body.get("via") or []]
+            hops = {k: int(body[k]) for k in ("min_hops", "max_hops") if body.get(k) is not None}
+            count = int(body.get("count", 1))
+            size = int(body.get("size", 32))
+            interval = float(body.get("interval", 0.0))
+            if not 0 <= interval <= 3600:
+                raise ValueError("interval must be 0..3600 s")
+            result = await self.api.ping(
+                pk, via=via, count=count, size=size, interval=interval, **hops
+            )
+        except (ValueError, KeyError, TypeError, CipherError) as exc:
+            return _error(400, f"bad request: {exc}")
+        except ProxyError as exc:
+            return _error(exc.status, str(exc))
+        doc = result.to_json()
+        return web.json_response(doc, status=200 if result.error is None else 502)
 
     async def _skynet(self, _: web.Request) -> web.Response:
         return web.json_response(self.api.web_info())

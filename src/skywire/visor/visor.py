@@ -11,13 +11,15 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from skywire import __version__
 from skywire.cipher import PubKey
 from skywire.dmsg.client import Client
-from skywire.proxy.skynet import TransportLookup, route_address
+from skywire.proxy.skynet import TransportLookup, reverse_of, route_address, source_route
 from skywire.router import Router, RouterConfig
+from skywire.routing.route import Hop
 from skywire.services.ar.client import ARClient
 from skywire.services.dmsgdisc.client import DiscClient
 from skywire.services.rf.client import RFClient
@@ -31,6 +33,7 @@ from skywire.transport.manager import (
 from skywire.transport.network import DmsgNetwork, Network, TCPNetwork, static_table
 from skywire.transport.resolved import StcprNetwork, SudphNetwork
 from skywire.visor.config import VisorConfig
+from skywire.visor.echo import PingResult, RouteEcho, route_ping
 from skywire.visor.rpc import RPCServer
 from skywire.visor.web import VisorWeb
 from skywire.wire.pq import PQPolicy, default_policy, set_default_policy
@@ -145,6 +148,7 @@ class Visor:
             ),
         )
         await st.enter_async_context(self.router)
+        await st.enter_async_context(RouteEcho(self.router))
         lookup = self._registry if isinstance(self._registry, TransportLookup) else None
         self.web = await st.enter_async_context(
             VisorWeb(cfg, self.dmsg, self.router, self.tm, lookup)
@@ -257,6 +261,36 @@ class Visor:
             }
             for rg in self.router.route_groups
         ]
+
+    async def ping(
+        self,
+        pk: PubKey,
+        *,
+        via: Sequence[PubKey] = (),
+        min_hops: int | None = None,
+        max_hops: int | None = None,
+        count: int = 1,
+        size: int = 32,
+        interval: float = 0.0,
+    ) -> PingResult:
+        """``cli route ping``: a new route to ``pk``'s echo (through ``via``, when named)."""
+        assert self.router is not None and self.tm is not None and self.web is not None
+        forward: list[Hop] = []
+        if via:
+            forward = await source_route(
+                self.pk, list(via), pk, self.tm, self.web.skynet_connector.lookup
+            )
+        return await route_ping(
+            self.router,
+            pk,
+            forward=forward,
+            reverse=reverse_of(forward),
+            min_hops=min_hops,
+            max_hops=max_hops,
+            count=count,
+            size=size,
+            interval=interval,
+        )
 
     async def add_transport(self, pk: PubKey, tp_type: str) -> ManagedTransport:
         assert self.tm is not None

@@ -237,7 +237,8 @@ class RouteGroup:
                     raise RouteHandshakeError(f"route noise handshake failed: {exc}") from exc
                 self._stream = noise
         except RouteClosedError as exc:
-            raise RouteHandshakeError(f"route closed during the handshake: {exc}") from exc
+            why = self.broken or exc
+            raise RouteHandshakeError(f"route closed during the handshake: {why}") from exc
         self.established = True
         self._timers.on_sent(self._loop.time())
         self._timer_task = self._loop.create_task(

@@ -273,15 +273,24 @@ class TransportManager:
         it comes back, settlement registers it again."""
         if self.registry is None or self._closed or tp.deleted or tp.id in self._deregistering:
             return
+        # A dial of the same ID already under way (a redial that began before this one ended)
+        # decides: if it brings the transport back, there is nothing to take off offer.
+        dialing = self._dialing.get(tp.id)
         try:
-            task = self._tasks.spawn(self._deregister_gone(tp.id), f"tp-deregister-{tp.id}")
+            task = self._tasks.spawn(
+                self._deregister_gone(tp.id, dialing), f"tp-deregister-{tp.id}"
+            )
         except TaskTreeClosedError:
             return
         self._deregistering[tp.id] = task
 
-    async def _deregister_gone(self, tp_id: uuid.UUID) -> None:
+    async def _deregister_gone(
+        self, tp_id: uuid.UUID, dialing: asyncio.Future[ManagedTransport] | None
+    ) -> None:
         try:
-            if tp_id not in self.transports:  # not back in the meantime
+            if dialing is not None:
+                await asyncio.wait({dialing})
+            if tp_id not in self.transports:  # not back
                 await self._deregister(tp_id)
         finally:
             if self._deregistering.get(tp_id) is asyncio.current_task():

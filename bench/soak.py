@@ -1,303 +1,408 @@
-"""Soak: a local network under churn, what users get, and whether resources stay flat.
+"""Soak: a network of processes under churn (SIGKILL), what users get, and whether resources
+stay flat.
 
-Three dmsg relay servers, the services and six visors (a ring of stcpr transports plus two
-chords, so that a path of live visors exists while any one visor is down), visor 0 running
-the resolving proxies, and a dmsg client serving a small site. For ``--seconds`` (default 120)
-three workers loop:
+Every part is its own ``skywire`` process (skywire.testnet.procnet): dmsg discovery, three relay
+servers, transport discovery, address resolver, route finder, setup node and eight visors
+linked in a ring of stcpr transports plus a dmsg transport from each visor to the one two
+along (16 transports, persistent, so that they come back with a restarted visor). Visor 0 runs
+the resolving proxy. This process holds a dmsg client that serves a small site. For
+``--seconds`` (default 600) workers loop:
 
-* route setups between random pairs of live visors (1-3 hops), echoing a few bytes;
-* dmsg dials between random live visors (dmsgctrl ping on port 7);
-* proxied requests through visor 0's SOCKS5 proxy to the dmsg site.
+* route set-ups between random pairs of live visors, 2-3 hops, each a ``route ping`` (a new
+  route, a 256-byte echo, closed) asked of the source visor's control API;
+* dmsg dials from this process's client to random live visors (dmsgctrl ping);
+* proxied requests through visor 0's SOCKS5 proxy to the site's ``.dmsg`` name.
 
-Meanwhile every 5-15 s one of a visor (never visor 0), a relay server or the discovery is
-stopped and started again 1-5 s later, in this process: a graceful stop, not ``kill -9``. It
-prints the share of each operation that succeeded (attempts only between live visors), the
-time to recover after each restart (to the first success that involves the restarted part),
-route setups over 1 s, and RSS, fds and tasks at the start and the end.
+Meanwhile every 10-30 s one of a visor (never visor 0), a relay server or the discovery is
+killed with SIGKILL and started again 1-10 s later. Before a visor is killed, a route between
+its two ring neighbours is set up through it and kept pinging: the time from the kill to the
+error at the pinging end is the teardown time. A visor counts as live again once its
+transports are back.
 
-Prints ``name: value unit`` lines. ``--seconds N``, ``--seed S``.
+Prints ``name: value unit`` lines: the share of route set-ups that succeeded while a path of
+live visors existed (overall, with discovery down, and with nothing down), set-up p50/p99
+with nothing down and over all, set-ups over 1 s, teardown times, recovery times, the
+dmsg-dial and proxied-request shares, and RSS/fds (and visor 0's tasks) of the parts never
+killed, at the start and the end. ``--seconds N``, ``--seed S``, ``--dir PATH``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
-import resource
 import statistics
 import struct
 import sys
+import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import contextlib
-
-from tests.integration._proxynet import SiteServer, site_app
+from tests.integration._proxynet import site_app
 
 from skywire.cipher import SecKey
+from skywire.dmsg.client import Client
 from skywire.dmsg.http import HTTPServer
-from skywire.router import RouteGroup, RouteListener
-from skywire.testnet.dmsgnet import LocalDmsgNetwork
-from skywire.testnet.skynet import LocalSkywire
-from skywire.visor.config import PersistentTransport, VisorConfig
-from skywire.wire.tasks import serve_each
+from skywire.services.dmsgdisc.client import DiscClient
+from skywire.testnet.procnet import ProcessNetwork
+from skywire.visor.config import VisorConfig
+from skywire.visor.rpc import RPCClient, RPCClientError
 
-VISORS = 6
-CHORDS = [(0, 3), (1, 4)]
-ECHO_PORT = 9
-
-
-def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+VISORS = 8
+LINKS = [(i, (i + 1) % VISORS, "stcpr") for i in range(VISORS)] + [
+    (i, (i + 2) % VISORS, "dmsg") for i in range(VISORS)
+]
+NEVER_KILLED = ["tpd", "ar", "rf", "sn", "visor-0"]
 
 
-def current_rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def say(text: str) -> None:
+    print(f"# {time.strftime('%H:%M:%S')} {text}", flush=True)
 
 
-def _task_kind(task: asyncio.Task[object]) -> str:
-    coro = task.get_coro()
-    return getattr(coro, "__qualname__", type(coro).__name__)
+def neighbours(i: int) -> set[int]:
+    return {b if a == i else a for a, b, _ in LINKS if i in (a, b)}
 
 
-def fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def path_exists(a: int, b: int, live: set[int], lo: int = 2, hi: int = 3) -> bool:
+    """A simple path of ``lo``..``hi`` hops from ``a`` to ``b`` through live visors."""
+
+    def walk(at: int, seen: tuple[int, ...]) -> bool:
+        hops = len(seen) - 1
+        if at == b:
+            return lo <= hops <= hi
+        if hops >= hi:
+            return False
+        return any(walk(n, (*seen, n)) for n in neighbours(at) if n in live and n not in seen)
+
+    return walk(a, (a,))
 
 
+def proc_stats(pid: int) -> tuple[float, int]:
+    """RSS (MiB) and open fds of a process."""
+    rss = 0.0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1]) / 1024
+    return rss, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@dataclass
 class Tally:
-    def __init__(self) -> None:
-        self.ok: Counter[str] = Counter()
-        self.failed: Counter[str] = Counter()
-        self.errors: Counter[str] = Counter()
-        self.setup_times: list[float] = []
-        self.waiting: dict[str, float] = {}  # restarted part -> when it came back
-        self.recovery: list[float] = []
+    ok: Counter[str] = field(default_factory=Counter)
+    failed: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    setup_ms: list[float] = field(default_factory=list)
+    setup_ms_calm: list[float] = field(default_factory=list)
+    teardown_ms: list[float] = field(default_factory=list)
+    recovery: dict[str, list[float]] = field(default_factory=dict)
+    waiting_dmsg: float | None = None
 
-    def record(self, kind: str, ok: bool, error: str = "", parties: tuple[str, ...] = ()) -> None:
-        if ok:
-            self.ok[kind] += 1
-            now = time.monotonic()
-            for p in parties:
-                back = self.waiting.pop(p, None)
-                if back is not None:
-                    self.recovery.append(now - back)
-        else:
-            self.failed[kind] += 1
-            self.errors[f"{kind}: {error[:400]}"] += 1
+    def record(self, kinds: list[str], ok: bool, error: str = "") -> None:
+        for kind in kinds:
+            if ok:
+                self.ok[kind] += 1
+            else:
+                self.failed[kind] += 1
+        if not ok:
+            self.errors[f"{kinds[0]}: {error[:300]}"] += 1
+
+    def share(self, kind: str) -> str:
+        total = self.ok[kind] + self.failed[kind]
+        if not total:
+            return "n/a"
+        return f"{100 * self.ok[kind] / total:.2f} % of {total}"
 
 
-async def soak(seconds: float, seed: int) -> None:
-    rng = random.Random(seed)
-    tally = Tally()
-    down: set[str] = set()  # parts being restarted right now: "visor-3", "server-1", "disc"
+class Soak:
+    def __init__(self, net: ProcessNetwork, seconds: float, seed: int) -> None:
+        self.net = net
+        self.rng = random.Random(seed)
+        self.deadline = time.monotonic() + seconds
+        self.tally = Tally()
+        self.live = set(range(VISORS))
+        self.down: set[str] = set()  # parts killed and not back yet
+        self.rpcs = [RPCClient(net.rpc_addr(i), timeout=30) for i in range(VISORS)]
+        # route workers hold back while a visor's teardown probe is set up, so the new rule that
+        # appears on the victim is the probe's
+        self.quiet = False
+        self.inflight = 0
+        self.calm_down = asyncio.Condition()
 
-    # The links: a ring and two chords, persistent in both visors' configs (as an operator
-    # keeps them), so that a restarted visor gets its transports back.
-    keys = {f"visor-{i}": SecKey.generate() for i in range(VISORS)}
-    keys["setup-node"] = SecKey.generate()
-    pks = [keys[f"visor-{i}"].pubkey() for i in range(VISORS)]
-    links = [(i, (i + 1) % VISORS) for i in range(VISORS)] + CHORDS
+    def running(self) -> bool:
+        return time.monotonic() < self.deadline
 
-    def configure(index: int, cfg: VisorConfig) -> None:
-        if index == 0:
-            cfg.dmsg_web.enabled = True
-            cfg.dmsg_web.listen = "127.0.0.1:0"
-        cfg.persistent_transports = [
-            PersistentTransport(pk=pks[b if a == index else a], type="stcpr")
-            for a, b in links
-            if index in (a, b)
-        ]
+    async def ping(self, a: int, b: int, **body: object) -> dict[str, object]:
+        doc = await self.rpcs[a].call(
+            "POST", "/routes/ping", {"pk": self.net.visor_pk(b).hex(), **body}
+        )
+        assert isinstance(doc, dict)
+        return doc
 
-    async with (
-        LocalDmsgNetwork(servers=3) as dnet,
-        LocalSkywire(
-            dnet, visors=VISORS, latency_interval=0, configure=configure, keys=keys.__getitem__
-        ) as sky,
-        SiteServer("the soak site") as _site,
-    ):
-        async with asyncio.timeout(60):  # the persistent transports come up on their own
-            for a, b in links:
-                tm = sky.visors[a].tm
-                assert tm is not None
-                while not tm.by_remote(pks[b]):  # noqa: ASYNC110 - a setup wait, bounded
-                    await asyncio.sleep(0.05)
-        assert sky.finder is not None
-        await sky.finder.refresh()
-        site = await dnet.client()
-        listener = await site.listen(80)
-        http = HTTPServer(site_app("the soak site"), listener)
-        await http.start()
-        listeners: dict[int, RouteListener] = {}
+    async def rule_keys(self, v: int) -> set[int]:
+        rules = await self.rpcs[v].call("GET", "/rules")
+        assert isinstance(rules, list)
+        return {int(r["key"]) for r in rules}
 
-        start = (current_rss_mib(), fds(), len(asyncio.all_tasks()))
-        names_before = Counter(_task_kind(t) for t in asyncio.all_tasks())
-        print(f"soak_start_rss: {start[0]:.1f} MiB")
-        print(f"soak_start_fds: {start[1]} fds")
-        print(f"soak_start_tasks: {start[2]} tasks")
-        deadline = time.monotonic() + seconds
-        restarts: list[tuple[str, float]] = []  # (part, when it came back)
-
-        def live() -> list[int]:
-            return [i for i in range(VISORS) if f"visor-{i}" not in down]
-
-        async def echo(rg: RouteGroup) -> None:
+    # ---------------------------------------------------------------- workers
+    async def route_worker(self) -> None:
+        while self.running():
+            if len(self.live) < 2:
+                await asyncio.sleep(0.1)
+                continue
+            async with self.calm_down:
+                await self.calm_down.wait_for(lambda: not self.quiet)
+                self.inflight += 1
+            a, b = self.rng.sample(sorted(self.live), 2)
+            before = path_exists(a, b, self.live)
+            calm, disc_down = not self.down, "disc" in self.down
             try:
-                data = await rg.read(64)
-                await rg.write(data)
-            except (ConnectionError, OSError):
-                pass
+                doc = await self.ping(a, b, min_hops=2, max_hops=3, size=256)
+                ok, error = True, ""
+                setup = float(doc["setup_ms"])  # type: ignore[arg-type]
+            except RPCClientError as exc:
+                ok, error, setup = False, str(exc), float("nan")
             finally:
-                await rg.close()
+                async with self.calm_down:
+                    self.inflight -= 1
+                    self.calm_down.notify_all()
+            counted = before and path_exists(a, b, self.live) and {a, b} <= self.live
+            if not counted:
+                continue
+            kinds = ["route_setup"]
+            if disc_down:
+                kinds.append("route_setup_discovery_down")
+            if calm and not self.down:
+                kinds.append("route_setup_calm")
+            self.tally.record(kinds, ok, error)
+            if ok:
+                self.tally.setup_ms.append(setup)
+                if "route_setup_calm" in kinds:
+                    self.tally.setup_ms_calm.append(setup)
 
-        async def echo_server(i: int) -> None:
-            """Echo on every route group that reaches visor ``i`` (its current router, also
-            after a restart), each in a task of its own."""
-            while True:
-                router = sky.visors[i].router
-                assert router is not None
-                listener = listeners.get(id(router))
-                if listener is None:
-                    listener = listeners[id(router)] = await router.listen(ECHO_PORT)
-                with contextlib.suppress(ConnectionError):
-                    await serve_each(listener.accept, echo, what="echo")
-                await asyncio.sleep(0.1)  # the router was replaced: pick up the new one
+    async def dial_worker(self, client: Client) -> None:
+        while self.running():
+            i = self.rng.choice(sorted(self.live))
+            try:
+                async with asyncio.timeout(10):
+                    await client.ping(self.net.visor_pk(i))
+                ok, error = True, ""
+            except Exception as exc:  # a failed dial is what this bench counts
+                ok, error = False, f"{type(exc).__name__}: {exc}"
+            if i in self.live:
+                self.tally.record(["dmsg_dial"], ok, error)
+                if ok and self.tally.waiting_dmsg is not None:
+                    self.tally.recovery.setdefault("relay/discovery", []).append(
+                        time.monotonic() - self.tally.waiting_dmsg
+                    )
+                    self.tally.waiting_dmsg = None
+            await asyncio.sleep(0.05)
 
-        async def route_worker() -> None:
-            while time.monotonic() < deadline:
-                a, b = rng.sample(live(), 2)
-                src, dst = sky.visors[a], sky.visors[b]
-                assert src.router is not None
-                t0 = time.monotonic()
-                rg: RouteGroup | None = None
-                try:
-                    async with asyncio.timeout(10):
-                        rg = await src.router.dial_routes(
-                            dst.pk, 0, ECHO_PORT, min_hops=1, max_hops=3
-                        )
-                        tally.setup_times.append(time.monotonic() - t0)
-                        await rg.write(b"soak")
-                        ok = await rg.readexactly(4) == b"soak"
-                        await rg.close()
-                    tally.record("route_setup", ok, "", (f"visor-{a}", f"visor-{b}"))
-                except Exception as exc:  # a failed attempt is what this bench counts
-                    if rg is not None:
-                        await rg.abort()
-                    if f"visor-{a}" not in down and f"visor-{b}" not in down:
-                        tally.record("route_setup", False, f"{type(exc).__name__}: {exc}")
-
-        async def dial_worker() -> None:
-            while time.monotonic() < deadline:
-                a, b = rng.sample(live(), 2)
-                src, dst = sky.visors[a], sky.visors[b]
-                assert src.dmsg is not None
-                try:
-                    async with asyncio.timeout(10):
-                        await src.dmsg.ping(dst.pk)
-                    tally.record("dmsg_dial", True, "", (f"visor-{a}", f"visor-{b}", "dmsg"))
-                except Exception as exc:
-                    if f"visor-{a}" not in down and f"visor-{b}" not in down:
-                        tally.record("dmsg_dial", False, f"{type(exc).__name__}: {exc}")
-                await asyncio.sleep(0.05)
-
-        async def proxy_worker() -> None:
-            web = sky.visors[0].web
-            assert web is not None
-            host, _, port = web.proxies["dmsg_web"].address.rpartition(":")
-            name = f"{site.pk.hex()}.dmsg".encode()
-            while time.monotonic() < deadline:
-                try:
-                    async with asyncio.timeout(10):
-                        r, w = await asyncio.open_connection(host, int(port))
+    async def proxy_worker(self, site: Client, port: int) -> None:
+        name = f"{site.pk.hex()}.dmsg".encode()
+        while self.running():
+            head = b"\x00\xff"
+            try:
+                async with asyncio.timeout(10):
+                    r, w = await asyncio.open_connection("127.0.0.1", port)
+                    try:
                         w.write(b"\x05\x01\x00")
                         await r.readexactly(2)
                         w.write(bytes([5, 1, 0, 3, len(name)]) + name + struct.pack(">H", 80))
                         head = await r.readexactly(10)
                         ok = head[1] == 0
                         if ok:
-                            w.write(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+                            w.write(b"GET / HTTP/1.0\r\nHost: site\r\n\r\n")
                             ok = b"soak site" in await r.read()
+                    finally:
                         w.close()
-                        await w.wait_closed()
-                    tally.record("proxied_request", ok, f"reply {head[1]}", ("dmsg",))
-                except Exception as exc:
-                    tally.record("proxied_request", False, f"{type(exc).__name__}: {exc}")
-                await asyncio.sleep(0.05)
+                        with contextlib.suppress(OSError):
+                            await w.wait_closed()
+                error = f"SOCKS5 reply {head[1]}"
+            except Exception as exc:
+                ok, error = False, f"{type(exc).__name__}: {exc}"
+            self.tally.record(["proxied_request"], ok, error)
+            await asyncio.sleep(0.05)
 
-        async def chaos() -> None:
-            while time.monotonic() + 20 < deadline:
-                await asyncio.sleep(rng.uniform(5, 15))
-                kind = rng.choice(["visor", "server", "disc"])
-                pause = rng.uniform(1, 5)
-                if kind == "visor":
-                    i = rng.choice([i for i in range(1, VISORS)])
-                    part = f"visor-{i}"
-                    down.add(part)
-                    await sky.restart_visor(i, pause)
-                elif kind == "server":
-                    i = rng.randrange(len(dnet.servers))
-                    part = f"server-{i}"
-                    down.add(part)
-                    await dnet.restart_server(i, pause)
+    # ---------------------------------------------------------------- chaos
+    async def chaos(self) -> None:
+        while time.monotonic() + 40 < self.deadline:
+            await asyncio.sleep(self.rng.uniform(10, 30))
+            kind = self.rng.choice(["visor", "visor", "relay", "disc"])
+            pause = self.rng.uniform(1, 10)
+            if kind == "visor":
+                await self.kill_visor(self.rng.randrange(1, VISORS), pause)
+            else:
+                part = f"relay-{self.rng.randrange(3)}" if kind == "relay" else "disc"
+                self.down.add(part)
+                await self.net.kill(part)
+                say(f"killed {part}, down {pause:.1f} s")
+                await asyncio.sleep(pause)
+                await self.net.restart(part)
+                self.down.discard(part)
+                self.tally.waiting_dmsg = time.monotonic()
+
+    async def kill_visor(self, v: int, pause: float) -> None:
+        part = f"visor-{v}"
+        a, b = (v - 1) % VISORS, (v + 1) % VISORS
+        flowing: asyncio.Task[dict[str, object]] | None = None
+        if {a, b} <= self.live:
+            async with self.calm_down:
+                self.quiet = True
+                await self.calm_down.wait_for(lambda: self.inflight == 0)
+            try:
+                known = await self.rule_keys(v)
+                flowing = asyncio.create_task(
+                    self.ping(a, b, via=[self.net.visor_pk(v).hex()], count=10**6, interval=0.02)
+                )
+                with contextlib.suppress(TimeoutError, RPCClientError):
+                    async with asyncio.timeout(5):
+                        while await self.rule_keys(v) <= known:  # noqa: ASYNC110 (polls a process)
+                            await asyncio.sleep(0.02)
+            finally:
+                async with self.calm_down:
+                    self.quiet = False
+                    self.calm_down.notify_all()
+        self.live.discard(v)
+        self.down.add(part)
+        killed = time.monotonic()
+        await self.net.kill(part)
+        if flowing is not None:
+            try:
+                async with asyncio.timeout(30):
+                    await flowing
+            except RPCClientError as exc:
+                if "broken" in str(exc):
+                    self.tally.teardown_ms.append((time.monotonic() - killed) * 1e3)
                 else:
-                    part = "disc"
-                    down.add(part)
-                    await dnet.stop_discovery()
-                    await asyncio.sleep(pause)
-                    await dnet.start_discovery()
-                down.discard(part)
-                restarts.append((part, time.monotonic()))
-                # recovered at the first success that needs it: a visor's own, or any dmsg
-                # dial or proxied request after a relay server or the discovery came back
-                tally.waiting[part if part.startswith("visor") else "dmsg"] = time.monotonic()
-                print(f"# restarted {part} after {pause:.1f} s down", flush=True)
+                    self.tally.errors[f"teardown: {str(exc)[:200]}"] += 1
+                    say(f"no teardown measured: {str(exc)[:300]}")
+            except TimeoutError:
+                self.tally.errors["teardown: no error within 30 s"] += 1
+        say(f"killed {part} ({len(self.tally.teardown_ms)} teardowns so far), down {pause:.1f} s")
+        await asyncio.sleep(max(0.0, pause - (time.monotonic() - killed)))
+        restarted = time.monotonic()
+        await self.net.restart(part)
+        await self.net.visor_ready(v, transports=len(neighbours(v)))
+        self.down.discard(part)
+        self.live.add(v)
+        # recovered at the first route through it
+        while self.running():
+            try:
+                await self.ping(a, b, via=[self.net.visor_pk(v).hex()])
+            except RPCClientError:
+                await asyncio.sleep(0.1)
+                continue
+            self.tally.recovery.setdefault("visor", []).append(time.monotonic() - restarted)
+            break
 
+    # ---------------------------------------------------------------- resources
+    async def resources(self) -> dict[str, tuple[float, int]]:
+        out = {}
+        for name in NEVER_KILLED:
+            proc = self.net.parts[name].proc
+            assert proc is not None
+            out[name] = proc_stats(proc.pid)
+        return out
+
+
+def pct(values: list[float], q: int) -> float:
+    if len(values) < 2:
+        return values[0] if values else float("nan")
+    return statistics.quantiles(values, n=100)[q - 1]
+
+
+async def main(seconds: float, seed: int, data_dir: Path) -> None:
+    base = 29090
+    proxy_port = base + 60  # visor 0's proxy, on a fixed port of the network's range
+
+    def configure(i: int, cfg: VisorConfig) -> None:
+        if i == 0:
+            cfg.dmsg_web.enabled = True
+            cfg.dmsg_web.listen = f"127.0.0.1:{proxy_port}"
+
+    net = ProcessNetwork(
+        data_dir,
+        relays=3,
+        visors=VISORS,
+        links=LINKS,
+        base_port=base,
+        configure=configure,
+        log_level=os.environ.get("SOAK_LOG", "info"),  # debug: every part logs in detail
+    )
+    started = time.monotonic()
+    async with net:
+        for i in range(VISORS):
+            await net.visor_ready(i, transports=len(neighbours(i)))
+        print(f"soak_network_start: {time.monotonic() - started:.1f} s", flush=True)
+        disc = DiscClient(net.disc_url)
+        site = Client(SecKey.generate(), disc, min_sessions=2)
+        await site.start()
+        await site.ready()
+        http = HTTPServer(site_app("the soak site"), await site.listen(80))
+        await http.start()
+        soak = Soak(net, seconds, seed)
+        start = await soak.resources()
+        tasks_start = (await soak.rpcs[0].call("GET", "/visor/info"))["tasks"]
         async with asyncio.TaskGroup() as tg:
-            servers = [tg.create_task(echo_server(i)) for i in range(VISORS)]
-            workers = [
-                tg.create_task(route_worker()),
-                tg.create_task(dial_worker()),
-                tg.create_task(proxy_worker()),
-                tg.create_task(chaos()),
-            ]
-            await asyncio.wait(workers)
-            for t in servers:
-                t.cancel()
-
-        for kind in ("route_setup", "dmsg_dial", "proxied_request"):
-            total = tally.ok[kind] + tally.failed[kind]
-            share = 100 * tally.ok[kind] / total if total else float("nan")
-            print(f"soak_{kind}_success: {share:.2f} % of {total}")
-        slow = sum(1 for t in tally.setup_times if t > 1.0)
-        print(f"soak_route_setups_over_1s: {slow} setups")
-        if tally.setup_times:
-            q = statistics.quantiles(tally.setup_times, n=100)
-            print(f"soak_route_setup_p50: {statistics.median(tally.setup_times) * 1e3:.1f} ms")
-            print(f"soak_route_setup_p99: {q[98] * 1e3:.1f} ms")
-        recover = tally.recovery
-        if recover:
-            p50 = statistics.median(recover)
-            print(f"soak_recovery_p50: {p50:.2f} s after {len(restarts)} restarts")
-            print(f"soak_recovery_max: {max(recover):.2f} s")
+            for _ in range(3):
+                tg.create_task(soak.route_worker())
+            tg.create_task(soak.dial_worker(site))
+            tg.create_task(soak.proxy_worker(site, proxy_port))
+            tg.create_task(soak.chaos())
+        # let the last restart settle before the end figures
+        for i in range(VISORS):
+            await net.visor_ready(i, transports=len(neighbours(i)))
+        end = await soak.resources()
+        tasks_end = (await soak.rpcs[0].call("GET", "/visor/info"))["tasks"]
         await http.close()
-        end = (current_rss_mib(), fds(), len(asyncio.all_tasks()))
-        print(f"soak_end_rss: {end[0]:.1f} MiB")
-        print(f"soak_end_fds: {end[1]} fds")
-        print(f"soak_end_tasks: {end[2]} tasks")
-        grown = Counter(_task_kind(t) for t in asyncio.all_tasks()) - names_before
-        for kind, count in grown.most_common(6):
-            print(f"# tasks grown: {count} x {kind}")
-        for error, count in tally.errors.most_common(8):
-            print(f"# {count} x {error}")
+        await site.close()
+        await disc.close()
+
+    t = soak.tally
+    print(f"soak_route_setup_success: {t.share('route_setup')}")
+    print(f"soak_route_setup_success_discovery_down: {t.share('route_setup_discovery_down')}")
+    print(f"soak_route_setup_success_nothing_down: {t.share('route_setup_calm')}")
+    if t.setup_ms_calm:
+        print(f"soak_route_setup_p50_nothing_down: {statistics.median(t.setup_ms_calm):.1f} ms")
+        print(f"soak_route_setup_p99_nothing_down: {pct(t.setup_ms_calm, 99):.1f} ms")
+    if t.setup_ms:
+        print(f"soak_route_setup_p99_all: {pct(t.setup_ms, 99):.1f} ms")
+        print(f"soak_route_setup_max_all: {max(t.setup_ms):.1f} ms")
+    print(f"soak_route_setups_over_1s: {sum(1 for x in t.setup_ms if x > 1000)} setups")
+    if t.teardown_ms:
+        print(
+            f"soak_teardown_after_kill: p50 {statistics.median(t.teardown_ms):.0f} ms, "
+            f"max {max(t.teardown_ms):.0f} ms over {len(t.teardown_ms)} kills"
+        )
+    for part, times in sorted(t.recovery.items()):
+        print(
+            f"soak_recovery_{part.replace('/', '_')}: p50 {statistics.median(times):.2f} s, "
+            f"max {max(times):.2f} s over {len(times)} restarts"
+        )
+    print(f"soak_dmsg_dial_success: {t.share('dmsg_dial')}")
+    print(f"soak_proxied_request_success: {t.share('proxied_request')}")
+    for name in NEVER_KILLED:
+        (rss0, fd0), (rss1, fd1) = start[name], end[name]
+        print(f"soak_{name}_rss: {rss0:.1f} -> {rss1:.1f} MiB")
+        print(f"soak_{name}_fds: {fd0} -> {fd1} fds")
+    print(f"soak_visor-0_tasks: {tasks_start} -> {tasks_end} tasks")
+    for error, count in t.errors.most_common(10):
+        print(f"# {count} x {error}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--seconds", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--dir", type=Path, default=None, help="Where logs and stores go.")
     args = parser.parse_args()
-    asyncio.run(soak(args.seconds, args.seed))
+    directory = args.dir or Path(tempfile.mkdtemp(prefix="skywire-soak-"))
+    print(f"# logs in {directory}", flush=True)
+    asyncio.run(main(args.seconds, args.seed, directory))

@@ -127,6 +127,30 @@ async def test_hop_dial_202_gives_up_after_three_attempts() -> None:
         assert net.rule_counts() == [0, 0, 0, 0]
 
 
+async def test_a_hop_that_just_failed_every_attempt_gets_one_try_for_a_while() -> None:
+    """The set-ups that meet a dead visor right after one paid the whole backoff for it fail
+    at once (one attempt each) and so are re-planned at once; when it answers again, it gets
+    the full retries again."""
+    faults = Faults()
+    async with RouteNet(4, LINE, rsn_dial_wrapper=faults.wrap, setup_attempts=1) as net:
+        hop = net.nodes[1].pk
+        faults.script[hop] = fail_202(4)
+        await net.nodes[3].router.listen(5)
+        with pytest.raises(RouteDialError, match=hop.hex()):
+            await net.nodes[0].router.dial_routes(net.nodes[3].pk, 0, 5)
+        assert faults.attempts[hop] == 3
+        assert net.rsn_node.pool.recently_unreachable(hop)
+        with pytest.raises(RouteDialError, match=r"attempts: 1\b"):
+            await net.nodes[0].router.dial_routes(net.nodes[3].pk, 0, 5)
+        assert faults.attempts[hop] == 4
+        assert net.rsn_node.stats.dial_retries == 2  # only the first set-up retried
+        # the fifth attempt gets through: the visor is forgiven at once
+        rg = await net.nodes[0].router.dial_routes(net.nodes[3].pk, 0, 5)
+        assert faults.attempts[hop] == 5
+        assert not net.rsn_node.pool.recently_unreachable(hop)
+        await rg.close()
+
+
 async def test_non_retryable_dial_error_returns_at_once() -> None:
     faults = Faults()
 

@@ -17,7 +17,7 @@ from skywire.services.tpd.api import TPDServer
 from skywire.services.tpd.client import TPDRegistry
 from skywire.services.tpd.store.memory import MemoryStore
 from skywire.testnet.dmsgnet import LocalDmsgNetwork
-from skywire.transport.entry import make_transport_id
+from skywire.transport.entry import make_entry, make_transport_id
 from skywire.transport.manager import (
     DEAD_AFTER_ROUNDS,
     ManagedTransport,
@@ -198,6 +198,32 @@ async def test_persistent_transport_returns_after_peer_restart() -> None:
                 await tp.write_packet(0, 3, b"hi")
                 assert await peer.inbox.get() == (0, 3, b"hi")
             await tm_a.wait_gone(tp_id)
+
+
+async def test_a_starting_visor_dials_its_persistent_transports_without_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The side that does not redial a dropped transport waits a grace period for its peer;
+    at start there is nothing to wait for (the peer may be deep in its backoff, or not know
+    we are back), so it dials at once. With an endless grace the transport still comes up."""
+    import skywire.transport.manager as manager_mod
+
+    monkeypatch.setattr(manager_mod, "PERSISTENT_GRACE", 3600.0)
+    a, b = KeyPair.generate(), KeyPair.generate()
+    starter, peer_kp = (a, b) if make_entry(a.pk, b.pk, "stcp").edges[0] != a.pk else (b, a)
+    table: dict[str, str] = {}
+    net_peer = _stcp(peer_kp.sk, table)
+    async with TransportManager(peer_kp.sk, [net_peer], latency_interval=0) as tm_peer:
+        table[peer_kp.pk.hex()] = f"127.0.0.1:{net_peer.port}"
+        net_s = _stcp(starter.sk, table)
+        async with TransportManager(
+            starter.sk, [net_s], persistent=[(peer_kp.pk, "stcp")], latency_interval=0
+        ) as tm_s:
+            tp_id = make_transport_id(a.pk, b.pk, "stcp")
+            async with asyncio.timeout(20):
+                tp = await tm_s.wait_for(tp_id)
+                await tm_peer.wait_for(tp_id)
+            assert tp.remote_pk == peer_kp.pk
 
 
 @pytest.mark.parametrize("tp_type", ["stcpr", "sudph"])

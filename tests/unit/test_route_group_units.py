@@ -14,7 +14,7 @@ from skywire.router.setup_client import BidirectionalRoute, pks_in_text
 from skywire.routing.packet import Capability, Handshake, make_handshake, parse_handshake
 from skywire.routing.route import Hop
 from skywire.routing.rule import RouteDescriptor
-from skywire.services.rsn.node import HopDialError, is_stale_connection_error
+from skywire.services.rsn.pool import HopDialError, is_stale_connection_error
 from skywire.services.rsn.stats import FailureClass, SetupStats, percentile
 from skywire.wire.netrpc import RPCConnectionShutdown, RPCServerError
 

@@ -256,6 +256,7 @@ class Server:
             "max_sessions": self.max_sessions,
             "streams_relayed": self.stats.streams_relayed,
             "streams_failed": self.stats.streams_failed,
+            "streams_refused": self.stats.streams_refused,
             "bytes_relayed": self.stats.bytes_relayed,
         }
 

@@ -16,7 +16,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,6 +138,7 @@ class ProcessNetwork:
         sessions: int = 2,
         rf_refresh: float = 1.0,
         log_level: str = "info",
+        configure: Callable[[int, VisorConfig], None] | None = None,
     ) -> None:
         self.dir = data_dir
         self.base = base_port
@@ -147,6 +148,7 @@ class ProcessNetwork:
         self.sessions = min(sessions, relays)
         self.rf_refresh = rf_refresh
         self.log_level = log_level
+        self.configure = configure
         self.parts: dict[str, Part] = {}
         self.visor_keys: list[SecKey] = []
         self.setup_key = SecKey.generate()
@@ -259,6 +261,8 @@ class ProcessNetwork:
             cfg.persistent_transports = [
                 PersistentTransport(pk=self.visor_keys[p].pubkey(), type=t) for p, t in peers
             ] or None
+            if self.configure is not None:
+                self.configure(i, cfg)
             path = d / f"visor-{i}.json"
             path.write_text(cfg.to_json())
             port = int(self.rpc_addr(i).rpartition(":")[2])

@@ -425,9 +425,12 @@ class TransportManager:
         """Keep every persistent transport up.
 
         When one drops, the edge whose key sorts first redials at once (as the reference
-        chooses the redialing side); the other waits a grace period for it, then redials too.
+        chooses the redialing side); the other waits a grace period for it (one period for
+        all of them), then redials too. At start nobody is about to redial us (our peers
+        are backing off, or do not know we are back), so the first pass dials them all.
         """
         wait = 1.0
+        first = True
         while True:
             missing = [
                 (pk, t)
@@ -435,12 +438,14 @@ class TransportManager:
                 if not self.by_remote(pk, t)
             ]
             failed = False
+            grace_ends = asyncio.get_running_loop().time() + (0.0 if first else PERSISTENT_GRACE)
+            first = False
             for pk, t in missing:
                 expected = make_entry(self.pk, pk, t)
                 tp_id = expected.id
                 if not expected.is_least_significant_edge(self.pk):
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(PERSISTENT_GRACE):
+                        async with asyncio.timeout_at(grace_ends):
                             await self.wait_for(tp_id)
                     if self.by_remote(pk, t):
                         continue

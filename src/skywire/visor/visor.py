@@ -7,6 +7,7 @@ resolver binds are released, the dmsg entry is deleted and every task is awaited
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -181,6 +182,7 @@ class Visor:
             "pk": self.pk.hex(),
             "version": __version__,
             "uptime_s": round(time.time() - self.started, 1),
+            "tasks": len(asyncio.all_tasks()),
             "dmsg_discovery": self.cfg.dmsg.discovery,
             "dmsg_servers": [pk.hex() for pk in self.dmsg.sessions],
             "transport_types": self.tm.transport_types(),

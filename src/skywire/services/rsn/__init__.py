@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from skywire.services.rsn.node import HopPool, SetupFailure, SetupNode
+from skywire.services.rsn.node import SetupFailure, SetupNode
+from skywire.services.rsn.pool import HopPool
 from skywire.services.rsn.stats import FailureClass, SetupStats
 
 __all__ = ["FailureClass", "HopPool", "SetupFailure", "SetupNode", "SetupStats"]

@@ -10,9 +10,11 @@ import os
 
 import pytest
 
-from skywire.router import RouteGroup
+from skywire.router import RouteDialError, RouteGroup
 from skywire.router.route_group import RouteClosedError
+from skywire.routing.packet import PacketType
 from skywire.routing.route import Hop
+from skywire.transport.managed import ManagedTransport
 from tests.integration.test_router import FIVE_LINKS, A, B, C, D, E, RouteNet, _dial_pair
 
 pytestmark = pytest.mark.timeout(60)
@@ -95,3 +97,35 @@ async def test_a_lost_link_between_live_visors_reaches_both_ends_by_the_other_pa
         assert net.nodes[D].router.stats.routes_broken == 1
         assert net.nodes[E].router.stats.routes_broken == 0
         assert net.rule_counts() == [0, 0, 0, 0, 0]
+
+
+async def test_a_link_lost_during_the_handshake_fails_the_dial_at_once() -> None:
+    """The responder's reply has not come back through the intermediary yet when the link
+    beyond it goes away: the intermediary still knows which way to warn (its two rules of the
+    route came in one batch), so the initiator's dial fails as broken instead of waiting for a
+    handshake that cannot come (here it would wait forever)."""
+    a, c, b = range(3)
+    async with RouteNet(3, [(a, c), (c, b)], setup_attempts=1, handshake_timeout=3600) as net:
+        await net.nodes[b].router.listen(47)
+        # B hears nothing on its routes: the handshake never comes back through C
+        net.nodes[b].tm.packet_handler = None
+        middle = net.nodes[c].router
+        # the initiator's handshake has reached C: A holds its rules, the route is half-open
+        passed = asyncio.Event()
+        handler = net.nodes[c].tm.packet_handler
+        assert handler is not None
+
+        async def spy(tp: ManagedTransport, ptype: int, route_id: int, payload: bytes) -> None:
+            await handler(tp, ptype, route_id, payload)
+            if ptype == PacketType.HANDSHAKE:
+                passed.set()
+
+        net.nodes[c].tm.packet_handler = spy
+        dial = asyncio.create_task(net.nodes[a].router.dial_routes(net.nodes[b].pk, 0, 47))
+        async with asyncio.timeout(20):
+            await passed.wait()
+            await net.nodes[c].tm.delete_transport(_hop(net, c, b).tp_id)
+            with pytest.raises(RouteDialError, match="broken"):
+                await dial
+        assert middle.stats.routes_broken == 1
+        assert net.rule_counts()[a] == 0 and net.rule_counts()[c] == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from skywire.cipher import KeyPair
-from skywire.router.breakage import EdgePair, assess
+from skywire.router.breakage import EdgePair, assess, pair_hints
 from skywire.routing.rule import (
     ConsumeRule,
     ForwardRule,
@@ -44,6 +44,26 @@ def test_passing_rules_pass_the_news_on_or_are_removed() -> None:
     assert found.pass_on == [onward]
     assert sorted(found.remove) == [10, 12]
     assert found.groups == []
+
+
+def test_a_pair_of_passing_rules_guesses_where_each_ones_packets_arrive() -> None:
+    left, right = KeyPair.generate().pk, KeyPair.generate().pk
+    peers = {LOST: right, OTHER: left, THIRD: right}
+    towards_right = IntermediaryForwardRule(10**9, 20, 21, LOST)
+    towards_left = IntermediaryForwardRule(10**9, 22, 23, OTHER)
+    hints = pair_hints([towards_right, towards_left], peers.get)
+    assert hints == {20: OTHER, 22: LOST}
+    # with the guess, losing the right-hand link warns the left (the reply's rule passes on)
+    found = assess(LOST, [], [towards_right, towards_left], hints)
+    assert found.pass_on == [towards_left] and sorted(found.remove) == [20, 22]
+    # no guess: one rule, three, both towards the same peer, an unknown transport, edge rules
+    assert pair_hints([towards_right], peers.get) == {}
+    assert pair_hints([towards_right, towards_left, towards_left], peers.get) == {}
+    same_peer = IntermediaryForwardRule(10**9, 24, 25, THIRD)
+    assert pair_hints([towards_right, same_peer], peers.get) == {}
+    unknown = IntermediaryForwardRule(10**9, 26, 27, uuid.uuid4())
+    assert pair_hints([towards_right, unknown], peers.get) == {}
+    assert pair_hints([towards_right, ConsumeRule(10**9, 28, DESC)], peers.get) == {}
 
 
 def test_hop_memory_is_soft_and_expires() -> None:

@@ -13,17 +13,25 @@ the route's packets arrive on. From those two facts alone it decides:
 * such a rule whose next transport is the lost one can only drop packets: it is removed.
 
 No route has to wait for keep-alives to expire to be torn down.
+
+Before a rule has seen a packet, where its packets will arrive is a guess (:func:`pair_hints`):
+a setup node installs a visor's passing rules of one route in one call, so a batch of exactly
+two, leaving towards two different peers, is that route's two directions through this visor,
+and each direction's packets come in over the transport the other one leaves on. Without the
+guess, a route that loses a link while its handshake is under way (no packet has come back yet)
+would leave its initiator waiting for the handshake to time out.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from skywire.cipher import PubKey
 from skywire.routing.rule import ConsumeRule, ForwardRule, IntermediaryForwardRule, Rule
 
-__all__ = ["Breakage", "EdgePair", "assess"]
+__all__ = ["Breakage", "EdgePair", "assess", "pair_hints"]
 
 
 @dataclass(frozen=True)
@@ -69,3 +77,20 @@ def assess(
             out.pass_on.append(rule)
             out.remove.append(rule.key_route_id)
     return out
+
+
+def pair_hints(
+    batch: Sequence[Rule], peer_of: Callable[[uuid.UUID], PubKey | None]
+) -> dict[int, uuid.UUID]:
+    """Where the packets of a freshly installed batch of passing rules will arrive (by key),
+    when the batch is one route's two directions through this visor: exactly two intermediary
+    rules whose next transports lead to two different known peers. Otherwise no guess."""
+    if len(batch) != 2:
+        return {}
+    a, b = batch
+    if not isinstance(a, IntermediaryForwardRule) or not isinstance(b, IntermediaryForwardRule):
+        return {}
+    peer_a, peer_b = peer_of(a.next_tp_id), peer_of(b.next_tp_id)
+    if peer_a is None or peer_b is None or peer_a == peer_b:
+        return {}
+    return {a.key_route_id: b.next_tp_id, b.key_route_id: a.next_tp_id}

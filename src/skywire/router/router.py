@@ -31,7 +31,7 @@ from typing import Any
 
 from skywire.cipher import PubKey
 from skywire.dmsg.client import Client
-from skywire.router.breakage import EdgePair, assess
+from skywire.router.breakage import EdgePair, assess, pair_hints
 from skywire.router.config import (
     DEFAULT_KEEP_ALIVE,
     EPHEMERAL_PORTS,
@@ -404,6 +404,12 @@ class Router:
         now = self._loop.time()
         for rule in rules:
             self.table.save_rule(rule, now)
+        for key, tp_id in pair_hints(rules, self._peer_of).items():
+            self._arrives_on.setdefault(key, tp_id)
+
+    def _peer_of(self, tp_id: uuid.UUID) -> PubKey | None:
+        tp = self.tm.get(tp_id)
+        return None if tp is None else tp.remote_pk
 
     async def add_edge_rules(self, rules: EdgeRules) -> None:
         """Responder edge: save the rules, make the group, accept it after the handshake."""

@@ -22,8 +22,9 @@ transports are back.
 Prints ``name: value unit`` lines: the share of route set-ups that succeeded while a path of
 live visors existed (overall, with discovery down, and with nothing down), set-up p50/p99
 with nothing down and over all, set-ups over 1 s, teardown times, recovery times, the
-dmsg-dial and proxied-request shares, and RSS/fds (and visor 0's tasks) of the parts never
-killed, at the start and the end. ``--seconds N``, ``--seed S``, ``--dir PATH``.
+dmsg-dial and proxied-request shares, and RSS, fds and asyncio tasks of the parts never
+killed, at the start, after the first minute (allocators warm up) and at the end (once work
+under way has settled). ``--seconds N``, ``--seed S``, ``--dir PATH``.
 """
 
 from __future__ import annotations
@@ -44,11 +45,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import aiohttp
 from tests.integration._proxynet import site_app
 
 from skywire.cipher import SecKey
 from skywire.dmsg.client import Client
-from skywire.dmsg.http import HTTPServer
+from skywire.dmsg.http import HTTPServer, fetch
 from skywire.services.dmsgdisc.client import DiscClient
 from skywire.testnet.procnet import ProcessNetwork
 from skywire.visor.config import VisorConfig
@@ -303,13 +305,41 @@ class Soak:
             break
 
     # ---------------------------------------------------------------- resources
-    async def resources(self) -> dict[str, tuple[float, int]]:
+    async def resources(self, client: Client) -> dict[str, tuple[float, int, int]]:
+        """RSS (MiB), open fds and asyncio tasks of every part never killed."""
+        urls = {"tpd": self.net.tpd_url, "ar": self.net.ar_url, "rf": self.net.rf_url}
         out = {}
-        for name in NEVER_KILLED:
-            proc = self.net.parts[name].proc
-            assert proc is not None
-            out[name] = proc_stats(proc.pid)
+        async with aiohttp.ClientSession() as http:
+            for name in NEVER_KILLED:
+                proc = self.net.parts[name].proc
+                assert proc is not None
+                if name in urls:
+                    async with http.get(f"{urls[name]}/health") as resp:
+                        tasks = int((await resp.json(content_type=None))["tasks"])
+                elif name == "sn":
+                    url = f"dmsg://{self.net.setup_pk.hex()}:80/health"
+                    tasks = int((await fetch(client.dial, url)).json()["tasks"])
+                else:
+                    info = await self.rpcs[0].call("GET", "/visor/info")
+                    assert isinstance(info, dict)
+                    tasks = int(info["tasks"])
+                out[name] = (*proc_stats(proc.pid), tasks)
         return out
+
+    async def settled(
+        self, client: Client, start: dict[str, tuple[float, int, int]]
+    ) -> dict[str, tuple[float, int, int]]:
+        """The end figures, once work still under way when the workers stopped (route groups
+        closing, a last proxied stream) is done: at the first sample whose fds and tasks are
+        no higher than at the start, or after 10 s."""
+        end = await self.resources(client)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(
+            end[n][1] > start[n][1] or end[n][2] > start[n][2] for n in NEVER_KILLED
+        ):
+            await asyncio.sleep(0.5)
+            end = await self.resources(client)
+        return end
 
 
 def pct(values: list[float], q: int) -> float:
@@ -348,9 +378,15 @@ async def main(seconds: float, seed: int, data_dir: Path) -> None:
         http = HTTPServer(site_app("the soak site"), await site.listen(80))
         await http.start()
         soak = Soak(net, seconds, seed)
-        start = await soak.resources()
-        tasks_start = (await soak.rpcs[0].call("GET", "/visor/info"))["tasks"]
+        start = await soak.resources(site)
+        warm: dict[str, tuple[float, int, int]] = {}
+
+        async def sample_warm() -> None:
+            await asyncio.sleep(min(60.0, seconds / 4))
+            warm.update(await soak.resources(site))
+
         async with asyncio.TaskGroup() as tg:
+            tg.create_task(sample_warm())
             for _ in range(3):
                 tg.create_task(soak.route_worker())
             tg.create_task(soak.dial_worker(site))
@@ -359,8 +395,7 @@ async def main(seconds: float, seed: int, data_dir: Path) -> None:
         # let the last restart settle before the end figures
         for i in range(VISORS):
             await net.visor_ready(i, transports=len(neighbours(i)))
-        end = await soak.resources()
-        tasks_end = (await soak.rpcs[0].call("GET", "/visor/info"))["tasks"]
+        end = await soak.settled(site, start)
         await http.close()
         await site.close()
         await disc.close()
@@ -389,10 +424,11 @@ async def main(seconds: float, seed: int, data_dir: Path) -> None:
     print(f"soak_dmsg_dial_success: {t.share('dmsg_dial')}")
     print(f"soak_proxied_request_success: {t.share('proxied_request')}")
     for name in NEVER_KILLED:
-        (rss0, fd0), (rss1, fd1) = start[name], end[name]
-        print(f"soak_{name}_rss: {rss0:.1f} -> {rss1:.1f} MiB")
+        (rss0, fd0, tasks0), (rss1, fd1, tasks1) = start[name], end[name]
+        mid = f"{warm[name][0]:.1f} (after {min(60.0, seconds / 4):.0f} s) -> " if warm else ""
+        print(f"soak_{name}_rss: {rss0:.1f} -> {mid}{rss1:.1f} MiB")
         print(f"soak_{name}_fds: {fd0} -> {fd1} fds")
-    print(f"soak_visor-0_tasks: {tasks_start} -> {tasks_end} tasks")
+        print(f"soak_{name}_tasks: {tasks0} -> {tasks1} tasks")
     for error, count in t.errors.most_common(10):
         print(f"# {count} x {error}")
 

@@ -12,6 +12,7 @@ import pytest
 from skywire.router.gateway import GATEWAY_PORT
 from skywire.router.setup_client import SETUP_PORT
 from skywire.wire import netrpc
+from tests.hostile._baseline import baseline
 from tests.integration.test_router import RouteNet
 
 pytestmark = pytest.mark.timeout(60)
@@ -51,37 +52,37 @@ async def test_gateway_and_setup_node_survive_malformed_gob(
     # half a request (a length prefix, no body) holds nothing for long: 10 s by default
     monkeypatch.setattr(netrpc, "PARTIAL_TIMEOUT", 0.5)
     async with RouteNet(3, [(0, 1), (1, 2)]) as net:
-        await honest_route(net)
-        tasks_before = asyncio.all_tasks()
         visor = net.nodes[1]
         gateway = visor.router.gateway
         assert gateway is not None
+        rsn_client, rsn_pk = net.rsn_node.dmsg, net.rsn_node.pk
+        assert rsn_client is not None and rsn_pk is not None
         stranger = await net.dnet.client()
-        # untrusted key: refused before any RPC is read
-        for blob in GARBAGE:
-            stream = await stranger.dial(visor.pk, GATEWAY_PORT)
-            await stream.write(blob)
-            assert await _drained(stream)
-            await stream.close()
-        assert gateway.refused == len(GARBAGE)
-        # the setup node's own (trusted) key sending garbage: the RPC connection is dropped
-        rsn_client = net.rsn.dmsg  # type: ignore[union-attr]
-        assert rsn_client is not None
-        for blob in GARBAGE:
-            stream = await rsn_client.dial(visor.pk, GATEWAY_PORT)
-            await stream.write(blob)
-            assert await _drained(stream)
-            await stream.close()
-        # anyone sending garbage to the setup node
-        assert net.rsn.pk is not None  # type: ignore[union-attr]
-        for blob in GARBAGE:
-            stream = await stranger.dial(net.rsn.pk, SETUP_PORT)  # type: ignore[union-attr]
-            await stream.write(blob)
-            assert await _drained(stream)
-            await stream.close()
-        await honest_route(net)
-        await stranger.close()
-        net.dnet.clients.remove(stranger)
-        left = [repr(t.get_coro()) for t in asyncio.all_tasks() - tasks_before]
-        # no RPC connection of the garbage senders is still being served
-        assert not [c for c in left if "run" in c and "ServerConn" in c], left
+        await honest_route(net)  # warm-up, and every dialer below reaches its target once
+        for dialer, target in ((stranger, visor.pk), (stranger, rsn_pk), (rsn_client, visor.pk)):
+            await (await dialer.dial(target, 7)).close()
+        async with baseline():
+            tasks_before = asyncio.all_tasks()
+            # untrusted key: refused before any RPC is read
+            for blob in GARBAGE:
+                stream = await stranger.dial(visor.pk, GATEWAY_PORT)
+                await stream.write(blob)
+                assert await _drained(stream)
+                await stream.close()
+            assert gateway.refused == len(GARBAGE)
+            # the setup node's own (trusted) key sending garbage: the RPC connection is dropped
+            for blob in GARBAGE:
+                stream = await rsn_client.dial(visor.pk, GATEWAY_PORT)
+                await stream.write(blob)
+                assert await _drained(stream)
+                await stream.close()
+            # anyone sending garbage to the setup node
+            for blob in GARBAGE:
+                stream = await stranger.dial(rsn_pk, SETUP_PORT)
+                await stream.write(blob)
+                assert await _drained(stream)
+                await stream.close()
+            await honest_route(net)
+            left = [repr(t.get_coro()) for t in asyncio.all_tasks() - tasks_before]
+            # no RPC connection of the garbage senders is still being served
+            assert not [c for c in left if "run" in c and "ServerConn" in c], left

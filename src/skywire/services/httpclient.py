@@ -1,9 +1,10 @@
 """The HTTP session a service client uses: its own (opened lazily, closed by ``close``) or one
 the caller lends (left open), and the one place where aiohttp's errors become the client's own.
 
-A request that cannot be made (refused, reset, timed out, a broken reply) raises the error that
-the client's :meth:`HTTPClientBase.unreachable` builds, a ``ConnectionError`` of the client's own
-family, so callers catch ``(TheServiceError, OSError, TimeoutError)`` and nothing wider.
+A request that cannot be made (refused, reset, timed out, a broken reply, an answer over
+:data:`MAX_BODY` bytes) raises the error that the client's :meth:`HTTPClientBase.unreachable`
+builds, a ``ConnectionError`` of the client's own family, so callers catch
+``(TheServiceError, OSError, TimeoutError)`` and nothing wider.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ from types import TracebackType
 from typing import Self
 
 import aiohttp
+
+MAX_BODY = 64 << 20
+"""Bytes of one answer a client reads at most (a transport discovery's whole list of 250,000
+transports fits); a longer answer is a broken reply: a hostile or broken service must not make
+a client hold an unbounded body."""
 
 
 class ServiceUnreachableError(ConnectionError):
@@ -51,11 +57,13 @@ class HTTPClientBase:
         timeout: float,
         *,
         unreachable: Callable[[str], Exception] | None = None,
+        max_body: int = MAX_BODY,
     ) -> None:
         self._session = session
         self._owns_session = session is None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._unreachable = unreachable
+        self.max_body = max_body
 
     async def __aenter__(self) -> Self:
         return self
@@ -89,15 +97,31 @@ class HTTPClientBase:
         params: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Fetched:
-        """One request: its status and whole body. aiohttp's errors and time-outs come out as
-        :meth:`unreachable` errors naming the request."""
+        """One request: its status and whole body. aiohttp's errors and time-outs, and a body
+        over :attr:`max_body` bytes, come out as :meth:`unreachable` errors naming the request."""
         try:
             async with self._http().request(
                 method, url, data=data, params=params, headers=headers, timeout=self._timeout
             ) as resp:
-                return Fetched(resp.status, await resp.read(), resp.content_type)
+                body = await self._read_body(resp)
+                if body is None:  # the rest is not read: the connection is closed, not reused
+                    raise self.unreachable(
+                        f"{method} {url}: answer longer than {self.max_body} bytes"
+                    )
+                return Fetched(resp.status, body, resp.content_type)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self.unreachable(f"{method} {url}: {describe(exc)}") from exc
+
+    async def _read_body(self, resp: aiohttp.ClientResponse) -> bytes | None:
+        """The whole body, or None as soon as it is known to be over :attr:`max_body` bytes."""
+        if resp.content_length is not None and resp.content_length > self.max_body:
+            return None
+        body = bytearray()
+        async for chunk in resp.content.iter_chunked(1 << 16):
+            body += chunk
+            if len(body) > self.max_body:
+                return None
+        return bytes(body)
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:

@@ -8,7 +8,7 @@ GET     ``/resolve/{type}/{pk}``   httpauth; the bind (``VisorData``) or 404; fo
                                    bound visor is asked to hole-punch towards the requester
 GET     ``/transports``            ``{"sudph":[pk…],"stcpr":[pk…]}`` (empty lists left out)
 GET     ``/security/nonces/{pk}``  httpauth nonce
-GET     ``/health``                build info and start time
+GET     ``/health``                build info, start time, the process's task count
 ======  =========================  ===========================================================
 
 Errors are ``{"error":"…"}`` as upstream (httpauth refusals keep httpauth's own shape).
@@ -29,6 +29,7 @@ declared addresses (everything on loopback). The request IP is the TCP peer, or 
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
@@ -247,6 +248,7 @@ class _ARAPI:
             {
                 "build_info": {"version": __version__, "commit": "unknown", "date": "unknown"},
                 "started_at": _rfc3339(self.started_at),
+                "tasks": len(asyncio.all_tasks()),
             },
         )
 

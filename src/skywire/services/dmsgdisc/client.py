@@ -94,8 +94,12 @@ class DiscClient(HTTPClientBase):
     # -- entries -----------------------------------------------------------------------------
 
     async def get_entry(self, pk: PubKey) -> Entry:
-        """The entry of ``pk``; raises ``KeyNotFoundError`` when there is none."""
-        return parse_entry(await self._request("GET", f"{_PREFIX}/entry/{pk.hex()}"))
+        """The entry of ``pk``; raises ``KeyNotFoundError`` when there is none, and
+        ``EntryDecodeError`` for an answer that is not an entry or is another key's."""
+        entry = parse_entry(await self._request("GET", f"{_PREFIX}/entry/{pk.hex()}"))
+        if entry.static != pk:
+            raise EntryDecodeError(f"asked for the entry of {pk}, got one of {entry.static}")
+        return entry
 
     async def post_entry(self, entry: Entry, *, timeout: bool = False) -> str:
         """POST an already signed entry; returns the discovery's message.

@@ -3,7 +3,7 @@
 ======  ===========  ==========================================================================
 POST    ``/routes``  body ``{"Edges":["<src>:<dst>",…],"Opts":{"MinHops":n,"MaxHops":m}}``;
                      200: ``{"<src>:<dst>":[[{"TpID","From","To"},…],…],…}``
-GET     ``/health``  build info and start time
+GET     ``/health``  build info, start time, the process's task count
 ======  ===========  ==========================================================================
 
 As Go's ``encoding/json``, request keys match case-insensitively (``edges``/``opts`` work too).
@@ -294,6 +294,7 @@ class _RouteFinderAPI:
             "service_name": "route-finder",
             "build_info": {"version": __version__, "commit": "unknown", "date": "unknown"},
             "started_at": _rfc3339(self.started_at),
+            "tasks": len(asyncio.all_tasks()),
         }
         graph = self.finder.graph
         if graph is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -22,7 +23,11 @@ def make_app(stats: SetupStats, *, started: float | None = None) -> web.Applicat
         )
 
     async def health(request: web.Request) -> web.Response:
-        body = {"build_info": {"version": __version__}, "started_at": t0}
+        body = {
+            "build_info": {"version": __version__},
+            "started_at": t0,
+            "tasks": len(asyncio.all_tasks()),
+        }
         return web.Response(body=json.dumps(body).encode(), content_type="application/json")
 
     app = web.Application()

@@ -8,7 +8,7 @@ DELETE  ``/transports/id:{id}``          deregister, by one of its edges (httpau
 POST    ``/transports/id:{id}/latency``  an edge reports ``{"latency": <ms>}`` (httpauth)
 GET     ``/all-transports``              every entry, without latency (``?latency=1``: with)
 GET     ``/security/nonces/{pk}``        httpauth: ``{"edge":…,"next_nonce":…}``
-GET     ``/health``                      build info and start time
+GET     ``/health``                      build info, start time, the process's task count
 POST    ``/statuses``                    410 Gone (removed upstream)
 ======  ===============================  ===================================================
 
@@ -26,6 +26,7 @@ omitted when unknown) follows [2026] in spirit, its exact upstream shape being u
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -223,6 +224,7 @@ class _TPDAPI:
         body = {
             "build_info": {"version": __version__, "commit": "unknown", "date": "unknown"},
             "started_at": _rfc3339(self.started_at),
+            "tasks": len(asyncio.all_tasks()),
         }
         return _json_response(json.dumps(body, separators=(",", ":")).encode() + b"\n")
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 
+from skywire.debug import install_ring_handler
 from skywire.dmsg.disc_entry import split_host_port
 
 LOG_FORMAT = "%(asctime)s %(levelname)-5s %(name)s: %(message)s"
@@ -28,13 +32,71 @@ def parse_addr(addr: str, option: str = "--addr") -> tuple[str, int]:
     return host, port
 
 
-def setup_logging(level: str) -> None:
-    """Log to stderr at ``level`` (debug, info, warning, error)."""
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass
+class LoggingChoice:
+    """What ``skywire --log-level/--log-format`` chose for every command (a command's own
+    options win)."""
+
+    level: str | None = None
+    format: str | None = None
+
+
+ROOT_LOGGING = LoggingChoice()
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC, RFC 3339), level, logger, msg and, for an
+    exception, its traceback as ``exc``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = datetime.fromtimestamp(record.created, UTC)
+        doc: dict[str, Any] = {
+            "time": when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def log_formatter(fmt: str) -> logging.Formatter:
+    """The formatter of ``--log-format`` ``text`` or ``json``."""
+    if fmt == "json":
+        return JSONFormatter()
+    if fmt == "text":
+        return logging.Formatter(LOG_FORMAT)
+    raise typer.BadParameter(f"unknown format {fmt!r} (text or json)", param_hint="--log-format")
+
+
+def setup_logging(
+    level: str | None = None, fmt: str | None = None, *, configured: str | None = None
+) -> None:
+    """Log to stderr at ``level`` (debug, info, warning, error) in ``fmt`` (text, json); what a
+    command leaves unset comes from ``skywire --log-level/--log-format``, then from the
+    ``configured`` level (a config file's), then info and text.
+    Recent lines also go to the process's log ring (``/debug/log``)."""
+    level = level or ROOT_LOGGING.level or configured or "info"
+    fmt = fmt or ROOT_LOGGING.format or "text"
     value = getattr(logging, level.upper(), None)
     if not isinstance(value, int):
         raise typer.BadParameter(f"unknown level {level!r}", param_hint="--log-level")
-    logging.basicConfig(level=value, format=LOG_FORMAT)
+    formatter = log_formatter(fmt)
+    handler = logging.StreamHandler()
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, logging.StreamHandler)]:
+        if getattr(old, "skywire_stderr", False):
+            root.removeHandler(old)
+    handler.skywire_stderr = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(value)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    install_ring_handler()
 
 
 def install_stop_signals() -> asyncio.Event:
@@ -73,7 +135,13 @@ def run_service(main: Coroutine[Any, Any, None], name: str) -> None:
         raise typer.Exit(1) from exc
 
 
-LogLevelOption = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+LogLevelOption = Annotated[
+    str | None, typer.Option("--log-level", help="debug, info, warning or error (default: info).")
+]
+LogFormatOption = Annotated[
+    str | None,
+    typer.Option("--log-format", help="text, or json: one object per line (default: text)."),
+]
 AddrOption = Annotated[
     str,
     typer.Option("--addr", "-a", help="Listen address host:port (empty host: all interfaces)."),

@@ -22,7 +22,12 @@ from rich.progress import (
 )
 
 from skywire.cipher import CipherError, SecKey
-from skywire.cli.common import run_until_interrupted, setup_logging
+from skywire.cli.common import (
+    LogFormatOption,
+    LogLevelOption,
+    run_until_interrupted,
+    setup_logging,
+)
 from skywire.dmsg.client import Client
 from skywire.dmsg.disc_errors import DiscError
 from skywire.dmsg.errors import DmsgError
@@ -106,6 +111,8 @@ def server_start(
     max_pending: Annotated[
         int, typer.Option(help="Streams of one session in their handshake at once.")
     ] = DEFAULT_MAX_PENDING_STREAMS,
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Run a relay server until interrupted; it advertises itself in discovery.
 
@@ -116,7 +123,7 @@ def server_start(
     except (OSError, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    setup_logging(cfg.log_level)
+    setup_logging(log_level, log_format, configured=cfg.log_level)
     host, port = split_listen_address(cfg.local_address)
     interval = cfg.update_interval / 1e9 if cfg.update_interval else 60.0
 
@@ -248,12 +255,14 @@ def http(
     disc: DiscOption = "http://127.0.0.1:9090",
     sk: SkOption = "",
     sessions: Annotated[int, typer.Option(help="dmsg sessions to keep.")] = 1,
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Serve a directory over dmsg HTTP until interrupted."""
     if not directory.is_dir():
         err.print(f"[red]error:[/red] {directory} is not a directory")
         raise typer.Exit(2)
-    setup_logging("info")
+    setup_logging(log_level, log_format)
     key = _secret(sk)
 
     async def main(stop: asyncio.Event) -> None:

@@ -9,7 +9,13 @@ import typer
 from rich.console import Console
 
 from skywire.cipher import CipherError, PubKey, SecKey
-from skywire.cli.common import parse_addr, run_until_interrupted, setup_logging
+from skywire.cli.common import (
+    LogFormatOption,
+    LogLevelOption,
+    parse_addr,
+    run_until_interrupted,
+    setup_logging,
+)
 
 err = Console(stderr=True)
 
@@ -43,7 +49,8 @@ def web(
     ready_timeout: Annotated[
         float, typer.Option(help="Seconds a request waits for dmsg to be ready.")
     ] = 10.0,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
     """Serve <pk>.dmsg names to browsers and curl: SOCKS5 (use socks5h) and HTTP proxy.
 
@@ -52,7 +59,7 @@ def web(
     One dmsg client serves every request. The proxy listens at once; requests made before
     dmsg is ready wait up to --ready-timeout seconds.
     """
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)
     host, port = parse_addr(listen, "--listen")
     try:
         key = SecKey.from_hex(sk) if sk else SecKey.generate()

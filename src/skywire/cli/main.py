@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from skywire import __version__
+from skywire.cli.common import ROOT_LOGGING, LogFormatOption, LogLevelOption, setup_logging
 
 app = typer.Typer(
     name="skywire",
@@ -21,6 +22,21 @@ svc_app = typer.Typer(
 app.add_typer(svc_app, name="svc")
 
 
+@app.callback()
+def root(
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
+) -> None:
+    """Skywire in Python: a decentralized overlay network addressed by secp256k1 public keys.
+
+    --log-level and --log-format here apply to every command (a command's own options win).
+    """
+    ROOT_LOGGING.level = log_level
+    ROOT_LOGGING.format = log_format
+    if log_level or log_format:
+        setup_logging(log_level, log_format)
+
+
 @app.command()
 def version() -> None:
     """Print the version."""
@@ -30,6 +46,7 @@ def version() -> None:
 def _register() -> None:
     """Attach the sub-commands that live in their own modules."""
     from skywire.cli import (
+        debug,
         demo,
         dmsg,
         dmsg_disc,
@@ -44,6 +61,7 @@ def _register() -> None:
 
     demo.register(app)
     visor.register(app)
+    debug.register(visor.cli_app)
     skynet.register()
     dmsg.register(dmsg_app)
     dmsg_disc.register(dmsg_app)

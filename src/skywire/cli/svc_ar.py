@@ -1,13 +1,15 @@
-"""``skywire svc ar``: run the address resolver (HTTP + sudph UDP)."""
+"""``skywire svc ar``: run the address resolver (HTTP + sudph UDP; with ``--sk``, the HTTP API
+on dmsg port 80 too)."""
 
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from skywire.cli.common import (
+    LogFormatOption,
     LogLevelOption,
     RedisNamespaceOption,
     RedisOption,
@@ -16,7 +18,19 @@ from skywire.cli.common import (
     run_service,
     setup_logging,
 )
+from skywire.cli.svc_dmsgport import (
+    DEFAULT_DMSG_DISC,
+    DmsgDiscOption,
+    SkOption,
+    SurveyWhitelistOption,
+    dmsg_port_config,
+    dmsg_port_line,
+    optional_dmsg_port,
+)
 from skywire.services.ar.store import StoreKind
+
+if TYPE_CHECKING:
+    from skywire.services.dmsgport import DmsgPortConfig
 
 
 async def _serve(
@@ -29,6 +43,7 @@ async def _serve(
     test_mode: bool,
     trust_forwarded: bool,
     stcpr_ttl: float | None,
+    dmsg: DmsgPortConfig | None,
 ) -> None:
     from skywire.services.ar.api import ARServer
     from skywire.services.ar.store import open_store
@@ -51,8 +66,9 @@ async def _serve(
         test_mode=test_mode,
         trust_forwarded=trust_forwarded,
         stcpr_ttl=stcpr_ttl,
+        survey_whitelist=dmsg.survey_whitelist if dmsg is not None else None,
     )
-    async with store, server:
+    async with store, server, optional_dmsg_port(dmsg, server.runner):
         udp_host, udp_port = server.udp_addr
         typer.echo(
             f"address resolver listening on {http[0] or '*'}:{server.http_port} (HTTP), "
@@ -60,6 +76,7 @@ async def _serve(
         )
         if test_mode:
             typer.echo("test mode: stcpr binds from non-public addresses are accepted")
+        typer.echo(dmsg_port_line(dmsg))
         await stop.wait()
         typer.echo("shutting down")
 
@@ -105,12 +122,17 @@ def register(svc_app: typer.Typer) -> None:
             float,
             typer.Option("--stcpr-ttl", help="Seconds an stcpr bind lives (0: until deleted)."),
         ] = 0.0,
-        log_level: LogLevelOption = "info",
+        sk: SkOption = "",
+        dmsg_disc: DmsgDiscOption = DEFAULT_DMSG_DISC,
+        survey_whitelist: SurveyWhitelistOption = None,
+        log_level: LogLevelOption = None,
+        log_format: LogFormatOption = None,
     ) -> None:
         """Run the address resolver (stcpr/sudph binds; HTTP API and UDP/KCP side)."""
-        setup_logging(log_level)
+        setup_logging(log_level, log_format)
         http = parse_addr(addr, "--addr")
         udp = parse_addr(udp_addr, "--udp-addr") if udp_addr else http
+        dmsg = dmsg_port_config(sk, dmsg_disc, survey_whitelist)
         run_service(
             _serve(
                 http=http,
@@ -121,6 +143,7 @@ def register(svc_app: typer.Typer) -> None:
                 test_mode=test_mode,
                 trust_forwarded=trust_forwarded,
                 stcpr_ttl=stcpr_ttl if stcpr_ttl > 0 else None,
+                dmsg=dmsg,
             ),
             "address resolver",
         )

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from skywire.cipher import CipherError, PubKey, SecKey
+from skywire.cli.common import LogFormatOption, LogLevelOption
 from skywire.transport.entry import TransportType, make_transport_id
 
 out = Console()
@@ -393,9 +394,10 @@ def visor_run(
     config: Annotated[
         Path, typer.Option("--config", "-c", help="skywire-config.json to run.")
     ] = Path("skywire-config.json"),
-    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "",
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
 ) -> None:
-    """Run a visor until interrupted."""
+    """Run a visor until interrupted (it also logs to <local_path>/log/skywire.log, rotated)."""
     from skywire.cli.common import run_until_interrupted, setup_logging
     from skywire.visor.config import VisorConfig
     from skywire.visor.visor import Visor
@@ -405,13 +407,16 @@ def visor_run(
     except (OSError, ValueError) as exc:
         err.print(f"[red]error:[/red] cannot load {config}: {exc}")
         raise typer.Exit(2) from exc
-    setup_logging(log_level or cfg.log_level)
+    setup_logging(log_level, log_format, configured=cfg.log_level)
     lock = _claim(cfg)
 
     async def main(stop: asyncio.Event) -> None:
         from skywire.visor.services import service_registry
 
-        async with service_registry(cfg) as registry, Visor(cfg, registry=registry) as v:
+        async with (
+            service_registry(cfg) as registry,
+            Visor(cfg, registry=registry, log_file=True) as v,
+        ):
             err.print(f"visor {v.pk} running; control API on {cfg.cli_addr}")
             await stop.wait()
             err.print("shutting down")

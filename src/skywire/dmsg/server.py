@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -23,6 +24,7 @@ from aiohttp import web
 
 from skywire import __version__
 from skywire.cipher import KeyPair, PubKey, SecKey
+from skywire.debug.metrics import Registry, instrument_app
 from skywire.dmsg.disc_entry import Entry, ServerInfo
 from skywire.dmsg.discovery import DISCOVERY_ERRORS, Discovery
 from skywire.dmsg.entry_keeper import EntryKeeper
@@ -137,6 +139,18 @@ def split_listen_address(address: str) -> tuple[str, int]:
 class _SessionLoad:
     pending: int = 0  # streams in their request/response exchange
     relaying: int = 0  # streams being relayed
+
+
+_STAT_HELP = {
+    "sessions_accepted": "Client sessions accepted.",
+    "sessions_refused": "Second sessions of a key refused.",
+    "connections_refused": "Connections refused over the per-IP limit.",
+    "streams_relayed": "Streams accepted by both ends and relayed.",
+    "streams_failed": "Streams refused by the destination, or failed, before relaying.",
+    "streams_refused": "Streams reset at once, over a session's stream limits.",
+    "bytes_relayed": "Bytes copied between clients (their end-to-end encrypted frames).",
+}
+"""The :class:`ServerStats` counters exposed as ``skywire_dmsg_server_<name>_total``."""
 
 
 @dataclass
@@ -260,6 +274,29 @@ class Server:
             "bytes_relayed": self.stats.bytes_relayed,
         }
 
+    def metrics(self) -> Registry:
+        """A registry reading this server's sessions and :class:`ServerStats` at each scrape."""
+        reg, p = Registry(), "skywire_dmsg_server_"
+        sessions = self.sessions
+        reg.gauge(p + "sessions", "Client sessions open.", callback=lambda: len(sessions))
+        reg.gauge(
+            p + "sessions_post_quantum",
+            "Client sessions with a post-quantum (hybrid) handshake.",
+            callback=lambda: sum(s.noise.pq_active for s in sessions.values()),
+        )
+        reg.gauge(p + "available_sessions", "Sessions still free.", callback=self._free)
+        reg.gauge(p + "open_connections", "TCP connections served.", callback=self._open)
+        for field_name, help in _STAT_HELP.items():
+            read = functools.partial(getattr, self.stats, field_name)
+            reg.counter(f"{p}{field_name}_total", help, callback=read)
+        return reg
+
+    def _free(self) -> int:
+        return self.available_sessions
+
+    def _open(self) -> int:
+        return self.open_connections
+
     async def _start_health(self) -> None:
         assert self.health_address is not None
         host, port = split_listen_address(self.health_address)
@@ -269,6 +306,7 @@ class Server:
 
         app = web.Application()
         app.router.add_get("/health", handle)
+        instrument_app(app, self.metrics())
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port)

@@ -6,6 +6,7 @@
   when both ends want it) and its sans-I/O cores :class:`RouteHandshake`, :class:`RouteTimers`.
 * :mod:`~skywire.router.setup_client` — route setup messages and the visor → setup node client.
 * :mod:`~skywire.router.gateway` — ``RPCGateway`` (dmsg port 136) served to trusted setup nodes.
+* :mod:`~skywire.router.stats` — :class:`RouterStats`: packets, dials, setups by outcome.
 """
 
 from __future__ import annotations

@@ -26,7 +26,6 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from skywire.cipher import PubKey
@@ -55,6 +54,7 @@ from skywire.router.setup_client import (
     SetupClient,
     pks_in_text,
 )
+from skywire.router.stats import RouterStats, SetupOutcome
 from skywire.routing.packet import CloseCode, PacketType
 from skywire.routing.route import Hop, PathEdges, RouteQueryError
 from skywire.routing.rule import (
@@ -76,6 +76,7 @@ __all__ = [
     "RouteListener",
     "Router",
     "RouterConfig",
+    "RouterStats",
 ]
 
 log = logging.getLogger(__name__)
@@ -125,20 +126,6 @@ class RouteListener:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-@dataclass
-class RouterStats:
-    forwarded: int = 0
-    delivered: int = 0
-    dropped: int = 0
-    dials: int = 0
-    dial_failures: int = 0
-    setup_failures: int = 0
-    handshake_failures: int = 0
-    routes_broken: int = 0
-    """Route groups and passing routes torn down because a transport of theirs went away."""
-    excluded: list[PubKey] = field(default_factory=list)
 
 
 class Router:
@@ -514,22 +501,28 @@ class Router:
         """Ask the setup node for ``route``, install this edge, run the route handshake."""
         assert self.setup is not None
         desc = route.desc
+        started, outcome = self._loop.time(), SetupOutcome.ERROR
         try:
-            edge = await self.setup.dial_route_group(route)
-        except RouteSetupError:
-            self.stats.setup_failures += 1
-            raise
-        if edge.forward.desc != desc or not consume_matches(edge.reverse, desc):
-            raise RouteDialError("setup node answered with rules for another route")
-        rg = self._install_edge(edge, initiator=True)
-        rg.route = route
-        try:
-            await rg.establish()
-        except RouteHandshakeError:
-            self.stats.handshake_failures += 1
-            await rg.abort()
-            raise
-        return rg
+            try:
+                edge = await self.setup.dial_route_group(route)
+            except RouteSetupError:
+                outcome = SetupOutcome.SETUP_FAILURE
+                raise
+            if edge.forward.desc != desc or not consume_matches(edge.reverse, desc):
+                outcome = SetupOutcome.BAD_ANSWER
+                raise RouteDialError("setup node answered with rules for another route")
+            rg = self._install_edge(edge, initiator=True)
+            rg.route = route
+            try:
+                await rg.establish()
+            except RouteHandshakeError:
+                outcome = SetupOutcome.HANDSHAKE_FAILURE
+                await rg.abort()
+                raise
+            outcome = SetupOutcome.SUCCESS
+            return rg
+        finally:
+            self.stats.setup_done(outcome, self._loop.time() - started)
 
     async def _dial(self, desc: RouteDescriptor, min_hops: int, max_hops: int) -> RouteGroup:
         assert self.setup is not None

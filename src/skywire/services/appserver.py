@@ -9,20 +9,28 @@ from aiohttp import web
 
 
 class AppServer:
-    """``async with`` a subclass: its :meth:`make_app` is served on ``host:port``.
+    """``async with`` a subclass: its :meth:`make_app` is served on ``host:port``; or
+    ``AppServer(host, port, app=app)``: ``app`` (made by the caller, who may have added to it,
+    e.g. ``/debug``) is.
 
     ``port=0`` picks a free port (read it back from :attr:`port`); :attr:`url` is the base URL
     to give clients; :attr:`runner` lets the same application be served elsewhere too (e.g. on
     a dmsg port). Whatever the application uses (its store) stays the caller's to close.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, app: web.Application | None = None
+    ) -> None:
         self.host = host
         self.port = port
+        self._given_app = app
         self._runner: web.AppRunner | None = None
 
     def make_app(self) -> web.Application:
-        raise NotImplementedError
+        """The application to serve: the one given, or what a subclass makes."""
+        if self._given_app is None:
+            raise NotImplementedError("give AppServer an app or override make_app")
+        return self._given_app
 
     @property
     def url(self) -> str:

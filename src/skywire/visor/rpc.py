@@ -2,7 +2,8 @@
 
 The reference speaks gob net/rpc on ``localhost:3435``; this visor answers JSON on the same
 address instead, so that operators can also use ``curl``. Errors are ``{"error": "..."}`` with a
-4xx/5xx status.
+4xx/5xx status. ``GET /metrics`` answers Prometheus text
+(:func:`~skywire.visor.metrics.visor_metrics`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from skywire.cipher import CipherError, PubKey
+from skywire.debug.metrics import Registry, instrument_app
 from skywire.proxy.errors import ProxyError
 from skywire.services.appserver import AppServer
 from skywire.transport.manager import TransportError
@@ -50,6 +52,10 @@ class VisorAPI(Protocol):
     """What the control API's handlers call: the visor provides it."""
 
     def info(self) -> dict[str, Any]: ...
+
+    def metrics(self) -> Registry:
+        """A fresh registry of the visor's metrics, for ``GET /metrics``."""
+        ...
 
     def transport_types(self) -> list[str]: ...
 
@@ -117,6 +123,7 @@ class RPCServer(AppServer):
         r.add_delete("/skynet/services/{port}", self._unpublish)
         r.add_post("/route-addr", self._route_addr)
         r.add_post("/routes/ping", self._ping)
+        instrument_app(app, self.api.metrics())
         return app
 
     async def _ping(self, request: web.Request) -> web.Response:

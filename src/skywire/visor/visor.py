@@ -17,7 +17,10 @@ from typing import Any
 
 from skywire import __version__
 from skywire.cipher import PubKey
+from skywire.debug import install_ring_handler, whitelist_gate
+from skywire.debug.metrics import Registry as MetricsRegistry
 from skywire.dmsg.client import Client
+from skywire.dmsg.http import HTTPServer
 from skywire.proxy.skynet import TransportLookup, reverse_of, route_address, source_route
 from skywire.router import Router, RouterConfig
 from skywire.routing.route import Hop
@@ -35,6 +38,9 @@ from skywire.transport.network import DmsgNetwork, Network, TCPNetwork, static_t
 from skywire.transport.resolved import StcprNetwork, SudphNetwork
 from skywire.visor.config import VisorConfig
 from skywire.visor.echo import PingResult, RouteEcho, route_ping
+from skywire.visor.logfile import LogFile
+from skywire.visor.logserver import LOG_SERVER_PORT, logserver_app
+from skywire.visor.metrics import visor_metrics
 from skywire.visor.rpc import RPCServer
 from skywire.visor.web import VisorWeb
 from skywire.wire.pq import PQPolicy, default_policy, set_default_policy
@@ -55,7 +61,10 @@ class Visor:
         rpc: bool = True,
         latency_interval: float = 10.0,
         ar_udp: tuple[str, int] | None = None,
+        log_file: bool = False,
     ) -> None:
+        """``log_file``: also write the process's log to ``<local_path>/log/skywire.log``
+        (what ``skywire visor`` does; in-process visors of tests and testnets share a log)."""
         self.cfg = cfg
         self.sk = cfg.sk
         self.pk: PubKey = cfg.pk
@@ -73,6 +82,7 @@ class Visor:
         self.rpc: RPCServer | None = None
         self.web: VisorWeb | None = None
         self._disc: DiscClient | None = None
+        self.log_file = LogFile(cfg.local_path) if log_file else None
         # What start() brought up, closed in reverse by close().
         self._stack = contextlib.AsyncExitStack()
 
@@ -92,6 +102,10 @@ class Visor:
         st = self._stack
         if cfg.require_pq:  # process-wide, as upstream's environment switch
             set_default_policy(PQPolicy(offer=True, require=True))
+        install_ring_handler()  # /debug/log
+        if self.log_file is not None:
+            self.log_file.open()
+            st.callback(self.log_file.close)
         self._disc = await st.enter_async_context(DiscClient(cfg.dmsg.discovery))
         client = Client(self.sk, self._disc, min_sessions=cfg.dmsg.sessions_count)
         # the setup nodes must stay reachable while discovery is away
@@ -156,7 +170,25 @@ class Visor:
         )
         if self._rpc_enabled:
             self.rpc = await st.enter_async_context(RPCServer(self, cfg.cli_addr))
+        await self._serve_log_server()
         log.info("visor %s up", self.pk)
+
+    async def _serve_log_server(self) -> None:
+        """dmsg port 80: health, node info and the log (hypervisors, the dmsgpty whitelist and
+        the survey whitelist), ``/debug/*`` (the survey whitelist)."""
+        assert self.dmsg is not None
+        cfg = self.cfg
+        app = logserver_app(
+            info=self.info,
+            log_file=self.log_file,
+            readers=whitelist_gate(
+                [*cfg.hypervisors, *cfg.dmsgpty.whitelist, *cfg.survey_whitelist]
+            ),
+            surveyors=whitelist_gate(cfg.survey_whitelist),
+            started=self.started,
+        )
+        listener = await self.dmsg.listen(LOG_SERVER_PORT)
+        await self._stack.enter_async_context(HTTPServer(app, listener))
 
     async def close(self) -> None:
         """RPC, router, route finder client, this visor's entries in transport discovery,
@@ -200,6 +232,10 @@ class Visor:
                 "handshakes_downgraded": pq_stats["downgraded"],
             },
         }
+
+    def metrics(self) -> MetricsRegistry:
+        assert self.tm is not None and self.router is not None and self.dmsg is not None
+        return visor_metrics(self.tm, self.router, self.dmsg, started=self.started)
 
     def transports(self) -> list[ManagedTransport]:
         assert self.tm is not None

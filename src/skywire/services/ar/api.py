@@ -9,6 +9,7 @@ GET     ``/resolve/{type}/{pk}``   httpauth; the bind (``VisorData``) or 404; fo
 GET     ``/transports``            ``{"sudph":[pk…],"stcpr":[pk…]}`` (empty lists left out)
 GET     ``/security/nonces/{pk}``  httpauth nonce
 GET     ``/health``                build info, start time, the process's task count
+GET     ``/metrics``               Prometheus text: requests, bound visors by type
 ======  =========================  ===========================================================
 
 Errors are ``{"error":"…"}`` as upstream (httpauth refusals keep httpauth's own shape).
@@ -34,7 +35,7 @@ import ipaddress
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -43,7 +44,9 @@ from aiohttp import web
 
 from skywire import __version__
 from skywire.cipher import CipherError, PubKey
+from skywire.debug.metrics import Registry, instrument_app
 from skywire.services.ar.store import (
+    BIND_TYPES,
     ARStore,
     NoEntryError,
     UnknownTransportTypeError,
@@ -58,6 +61,7 @@ from skywire.services.ar.udp import (
     HolePunchRequest,
     SUDPHBindServer,
 )
+from skywire.services.dmsgport import with_debug
 from skywire.services.httpauth import HTTPAuth, MemoryNonceStore, NonceStore, authenticated_pk
 from skywire.transport.kcp import Address, KCPOptions
 from skywire.transport.resolver import STCPR_REBIND_INTERVAL
@@ -150,6 +154,18 @@ class _ARAPI:
         self.trust_forwarded = trust_forwarded
         self.stcpr_ttl = stcpr_ttl
         self.started_at = time.time()
+        self.bound: dict[str, int] = {}  # visors bound per type, counted at each scrape
+        self.registry = Registry()
+        self.registry.gauge(
+            "skywire_ar_bound_visors",
+            "Visors with a live bind, by transport type.",
+            ("type",),
+            callback=lambda: self.bound,
+        )
+
+    async def refresh_metrics(self) -> None:
+        listing = await self.store.transports()
+        self.bound.update({tp_type: len(listing.get(tp_type, ())) for tp_type in BIND_TYPES})
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
@@ -275,13 +291,17 @@ def make_app(
     app.router.add_get("/resolve/{type}/{pk}", auth.protect(api.resolve))
     app.router.add_get("/transports", api.transports)
     app.router.add_get("/health", api.health)
+    instrument_app(app, api.registry, refresh=api.refresh_metrics)
     return app
 
 
 class ARServer:
     """The address resolver on ``host:http_port`` (HTTP) and ``udp_host:udp_port`` (sudph) for
     as long as the ``async with`` block runs. Port 0 picks a free port; :attr:`url` and
-    :attr:`udp_addr` say where it listens. The store is not closed on exit."""
+    :attr:`udp_addr` say where it listens. The store is not closed on exit.
+
+    With a ``survey_whitelist`` (even an empty one) the app has ``/debug/*`` for those dmsg keys
+    (:func:`~skywire.services.dmsgport.with_debug`), for serving :attr:`runner` on dmsg too."""
 
     def __init__(
         self,
@@ -297,8 +317,10 @@ class ARServer:
         stcpr_ttl: float | None = STCPR_BIND_TTL,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
         kcp_options: KCPOptions | None = None,
+        survey_whitelist: Collection[PubKey] | None = None,
     ) -> None:
         self.store = store
+        self.survey_whitelist = None if survey_whitelist is None else frozenset(survey_whitelist)
         self.host = host
         self.http_port = http_port
         self.udp_host = host if udp_host is None else udp_host
@@ -322,6 +344,18 @@ class ARServer:
         return f"http://{host}:{self.http_port}"
 
     @property
+    def runner(self) -> web.AppRunner | None:
+        """The set-up runner of the HTTP side while serving (to serve it on dmsg as well)."""
+        return self._runner
+
+    def make_app(self) -> web.Application:
+        """The HTTP application, with ``/debug/*`` when there is a survey whitelist."""
+        app = make_app(self.store, udp=self.udp, **self._options)
+        if self.survey_whitelist is not None:
+            with_debug(app, self.survey_whitelist)
+        return app
+
+    @property
     def udp_addr(self) -> Address:
         """``(host, port)`` of the sudph UDP socket."""
         return self.udp.udp_addr
@@ -330,9 +364,7 @@ class ARServer:
         await self.udp.start(self.udp_host, self.udp_port)
         try:
             self.udp_port = self.udp.udp_addr[1]
-            runner = web.AppRunner(
-                make_app(self.store, udp=self.udp, **self._options), access_log=None
-            )
+            runner = web.AppRunner(self.make_app(), access_log=None)
             await runner.setup()
             try:
                 site = web.TCPSite(runner, self.host or None, self.http_port)

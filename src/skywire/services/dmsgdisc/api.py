@@ -12,6 +12,7 @@ GET     ``/dmsg-discovery/available_servers`` servers with free sessions, most f
 GET     ``/dmsg-discovery/all_servers``       every server entry
 DELETE  ``/dmsg-discovery/deregister``        network-monitor bulk delete (whitelisted keys)
 GET     ``/health``                           build info and start time
+GET     ``/metrics``                          Prometheus text: requests, entries stored
 ======  ===================================  ==================================================
 
 A POST or DELETE is checked in the upstream order: decode (400 here, see below), loopback server
@@ -41,6 +42,7 @@ from aiohttp import web
 from skywire import __version__
 from skywire.cipher import CipherError, PubKey, Sig
 from skywire.cipher import verify as verify_payload
+from skywire.debug.metrics import Registry, instrument_app
 from skywire.dmsg.addr import Addr
 from skywire.dmsg.disc_entry import (
     ENTRY_LIFETIME_NS,
@@ -146,8 +148,20 @@ class _DiscoveryAPI:
         # The last timestamp of each deleted entry, for a while: a copy captured before the
         # delete cannot be posted again (bounded, oldest forgotten first).
         self._tombstones: OrderedDict[PubKey, tuple[int, int]] = OrderedDict()
+        self.registry = Registry()
+        self.servers_stored = self.registry.gauge(
+            "skywire_dmsg_discovery_servers", "Live server entries stored."
+        )
+        self.clients_stored = self.registry.gauge(
+            "skywire_dmsg_discovery_clients", "Live client entries stored."
+        )
 
-    # -- middleware and housekeeping ---------------------------------------------------------
+    # -- middleware, metrics and housekeeping ------------------------------------------------
+
+    async def refresh_metrics(self) -> None:
+        servers, clients = await self.store.count()
+        self.servers_stored.set(servers)
+        self.clients_stored.set(clients)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
@@ -415,6 +429,7 @@ def make_app(
     app.router.add_get(f"{p}/all_servers", api.all_servers)
     app.router.add_delete(f"{p}/deregister", api.deregister)
     app.router.add_get("/health", api.health)
+    instrument_app(app, api.registry, refresh=api.refresh_metrics)
     return app
 
 

@@ -4,6 +4,7 @@
 POST    ``/routes``  body ``{"Edges":["<src>:<dst>",…],"Opts":{"MinHops":n,"MaxHops":m}}``;
                      200: ``{"<src>:<dst>":[[{"TpID","From","To"},…],…],…}``
 GET     ``/health``  build info, start time, the process's task count
+GET     ``/metrics`` Prometheus text: requests, query latency, graph size and rebuilds
 ======  ===========  ==========================================================================
 
 As Go's ``encoding/json``, request keys match case-insensitively (``edges``/``opts`` work too).
@@ -34,8 +35,10 @@ from typing import Any
 from aiohttp import web
 
 from skywire import __version__
+from skywire.debug.metrics import Registry, instrument_app
 from skywire.routing.route import PathEdges, RouteFormatError
 from skywire.services.appserver import AppServer
+from skywire.services.httpclient import describe
 from skywire.services.rf.graph import (
     DEFAULT_MAX_EXPANSIONS,
     DEFAULT_MAX_HOPS,
@@ -57,6 +60,8 @@ DEFAULT_REFRESH_INTERVAL = 3.0
 """Seconds between graph rebuilds from the transport source: short, because visors deregister
 the transports of a peer that went away and routes must stop crossing it within seconds."""
 _MAX_U16 = 0xFFFF
+QUERY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+"""Bounds (seconds) of the query latency histogram."""
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -149,6 +154,8 @@ class RouteFinder:
         while True:
             try:
                 await self.refresh()
+            except (RouteFinderError, ConnectionError, TimeoutError) as exc:
+                log.warning("rebuilding the transport graph failed: %s", describe(exc))
             except Exception:
                 log.exception("rebuilding the transport graph failed")
             await asyncio.sleep(self.refresh_interval)
@@ -230,6 +237,41 @@ class _RouteFinderAPI:
         self.finder = finder
         self.run_refresh = run_refresh
         self.started_at = time.time()
+        self.registry = reg = Registry()
+        self.query_seconds = reg.histogram(
+            "skywire_rf_query_seconds",
+            "Time to answer a route query (every pair of the request), whatever the answer.",
+            QUERY_BUCKETS,
+        )
+        reg.gauge("skywire_rf_graph_visors", "Visors in the graph.", callback=self._visors)
+        reg.gauge("skywire_rf_graph_transports", "Transports in it.", callback=self._transports)
+        reg.counter(
+            "skywire_rf_graph_builds_total", "Graph rebuilds.", callback=lambda: finder.builds
+        )
+        reg.gauge(
+            "skywire_rf_graph_build_seconds",
+            "Time the last graph rebuild took.",
+            callback=lambda: finder.last_build_seconds,
+        )
+
+    def _visors(self) -> int:
+        graph = self.finder.graph
+        return 0 if graph is None else graph.node_count
+
+    def _transports(self) -> int:
+        graph = self.finder.graph
+        return 0 if graph is None else graph.transport_count
+
+    async def _find(self, request: web.Request) -> dict[PathEdges, list[FoundRoute]]:
+        """Parse a routes request and answer it, timing the query."""
+        edges, min_hops, max_hops, count = parse_request(await request.read())
+        started = time.perf_counter()
+        try:
+            return await self.finder.find_routes(
+                edges, min_hops=min_hops, max_hops=max_hops, count=count
+            )
+        finally:
+            self.query_seconds.observe(time.perf_counter() - started)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
@@ -264,18 +306,11 @@ class _RouteFinderAPI:
                 await task
 
     async def routes(self, request: web.Request) -> web.StreamResponse:
-        edges, min_hops, max_hops, count = parse_request(await request.read())
-        found = await self.finder.find_routes(
-            edges, min_hops=min_hops, max_hops=max_hops, count=count
-        )
-        return _json_response(200, routes_json(found))
+        return _json_response(200, routes_json(await self._find(request)))
 
     async def ranked(self, request: web.Request) -> web.StreamResponse:
         """Like ``/routes`` but each route carries its rank cost and measured latency (ours)."""
-        edges, min_hops, max_hops, count = parse_request(await request.read())
-        found = await self.finder.find_routes(
-            edges, min_hops=min_hops, max_hops=max_hops, count=count
-        )
+        found = await self._find(request)
         body = {
             pair.text(): [
                 {
@@ -315,6 +350,7 @@ def make_app(finder: RouteFinder, *, run_refresh: bool = True) -> web.Applicatio
     app.router.add_post("/routes", api.routes)
     app.router.add_post("/routes/ranked", api.ranked)
     app.router.add_get("/health", api.health)
+    instrument_app(app, api.registry)
     return app
 
 

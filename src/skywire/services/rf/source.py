@@ -78,9 +78,10 @@ class HttpTransportSource(HTTPClientBase):
         super().__init__(session, timeout)
 
     async def all_transports(self) -> list[TransportInfo]:
-        async with self._http().get(self.url, timeout=self._timeout) as resp:
-            body = await resp.read()
-            if resp.status != 200:
-                text = body.decode("utf-8", "replace").strip()[:200]
-                raise RouteFinderError(f"transport discovery answered {resp.status}: {text}")
-        return parse_transport_entries(body)
+        """Every transport (raises :class:`RouteFinderError` for an answer other than 200,
+        ``ServiceUnreachableError`` when transport discovery cannot be asked)."""
+        got = await self.fetch("GET", self.url)
+        if got.status != 200:
+            text = got.body.decode("utf-8", "replace").strip()[:200]
+            raise RouteFinderError(f"transport discovery answered {got.status}: {text}")
+        return parse_transport_entries(got.body)

@@ -12,7 +12,12 @@ import math
 from collections import Counter, deque
 from typing import Any
 
-__all__ = ["FailureClass", "SetupStats", "percentile"]
+from skywire.debug.metrics import Histogram
+
+__all__ = ["SETUP_BUCKETS", "FailureClass", "SetupStats", "percentile"]
+
+SETUP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0)
+"""Bounds (seconds) of the setup latency histogram."""
 
 
 class FailureClass(enum.StrEnum):
@@ -52,6 +57,11 @@ class SetupStats:
         self.in_flight = 0
         self.failures: Counter[FailureClass] = Counter()
         self.latencies: deque[float] = deque(maxlen=window)
+        self.latency_histogram = Histogram(
+            "skywire_rsn_route_setup_seconds",
+            "Time from a route setup request to its answer, whatever the outcome.",
+            SETUP_BUCKETS,
+        )
         self.dial_retries = 0
         """Hop dials retried after dmsg error 202."""
         self.stale_redials = 0
@@ -67,12 +77,20 @@ class SetupStats:
         self.in_flight -= 1
         self.successes += 1
         self.latencies.append(seconds)
+        self.latency_histogram.observe(seconds)
 
     def failed(self, cls: FailureClass, seconds: float, message: str = "") -> None:
         self.in_flight -= 1
         self.failures[cls] += 1
         self.latencies.append(seconds)
+        self.latency_histogram.observe(seconds)
         self.last_errors.append((cls, message))
+
+    def outcomes(self) -> dict[str, int]:
+        """Finished setups by outcome: ``success`` or a :class:`FailureClass` value."""
+        return {"success": self.successes} | {
+            c.value: self.failures.get(c, 0) for c in FailureClass
+        }
 
     @property
     def failure_count(self) -> int:

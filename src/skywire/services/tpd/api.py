@@ -9,6 +9,7 @@ POST    ``/transports/id:{id}/latency``  an edge reports ``{"latency": <ms>}`` (
 GET     ``/all-transports``              every entry, without latency (``?latency=1``: with)
 GET     ``/security/nonces/{pk}``        httpauth: ``{"edge":…,"next_nonce":…}``
 GET     ``/health``                      build info, start time, the process's task count
+GET     ``/metrics``                     Prometheus text: requests, transports by type
 POST    ``/statuses``                    410 Gone (removed upstream)
 ======  ===============================  ===================================================
 
@@ -40,6 +41,7 @@ from aiohttp import web
 
 from skywire import __version__
 from skywire.cipher import CipherError, PubKey
+from skywire.debug.metrics import Registry, instrument_app
 from skywire.services.appserver import AppServer
 from skywire.services.httpauth import HTTPAuth, NonceStore, authenticated_pk
 from skywire.services.tpd.store import StoreError, TransportStore
@@ -125,6 +127,19 @@ class _TPDAPI:
     def __init__(self, store: TransportStore, clock: Callable[[], float]) -> None:
         self.store = store
         self.started_at = clock()
+        self.by_type: dict[str, int] = {}  # transports per type, counted at each scrape
+        self.registry = Registry()
+        self.registry.gauge(
+            "skywire_tpd_transports",
+            "Transports registered, by type.",
+            ("type",),
+            callback=lambda: self.by_type,
+        )
+
+    async def refresh_metrics(self) -> None:
+        counts = await self.store.count_by_type()
+        self.by_type.clear()
+        self.by_type.update(counts)
 
     @web.middleware
     async def errors(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
@@ -254,6 +269,7 @@ def make_app(
     app.router.add_get("/all-transports", api.all_transports)
     app.router.add_get("/health", api.health)
     app.router.add_post("/statuses", api.statuses)
+    instrument_app(app, api.registry, refresh=api.refresh_metrics)
     return app
 
 

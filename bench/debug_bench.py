@@ -121,7 +121,8 @@ async def main(size_mb: int, rounds: int) -> None:
         for name, values in figures.items():
             print(
                 f"debug_mount_{name}_relay_throughput: {statistics.median(values):.1f} MB/s"
-                f" (median of {rounds} GETs of {size_mb} MB through one relay)"
+                f" (median of {rounds} GETs of {size_mb} MB through one relay;"
+                f" range {min(values):.1f}-{max(values):.1f})"
             )
     finally:
         for part in reversed(stack):

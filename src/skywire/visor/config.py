@@ -111,9 +111,36 @@ class UptimeTrackerConfig(_Model):
 
 class AppConfig(_Model):
     name: str
+    binary: str = ""
     args: list[str] = Field(default_factory=list)
     auto_start: bool = False
     port: int = 0
+
+
+def default_apps() -> list[AppConfig]:
+    """The apps a new config lists, with upstream's names, routing ports and arguments:
+    skychat (1, page on :8001) and skysocks (3) start with the visor; skysocks-client (13,
+    SOCKS5 on :1080), vpn-server (44) and vpn-client (43) wait to be started."""
+    return [
+        AppConfig(name="vpn-client", binary="skywire", port=43, args=["app", "vpn-client"]),
+        AppConfig(
+            name="skychat",
+            binary="skywire",
+            auto_start=True,
+            port=1,
+            args=["app", "skychat", "--addr", ":8001"],
+        ),
+        AppConfig(
+            name="skysocks", binary="skywire", auto_start=True, port=3, args=["app", "skysocks"]
+        ),
+        AppConfig(
+            name="skysocks-client",
+            binary="skywire",
+            port=13,
+            args=["app", "skysocks-client", "--addr", ":1080"],
+        ),
+        AppConfig(name="vpn-server", binary="skywire", port=44, args=["app", "vpn-server"]),
+    ]
 
 
 class LauncherConfig(_Model):
@@ -215,6 +242,7 @@ class VisorConfig(_Model):
                 log_store=LogStoreConfig(location=f"{local_path}/transport_logs"),
             ),
             routing=RoutingConfig(route_finder=rf, route_setup_nodes=setup_nodes or []),
+            launcher=LauncherConfig(apps=default_apps()),
             local_path=local_path,
             dmsghttp_server_path=f"{local_path}/custom",
             cli_addr=cli_addr,

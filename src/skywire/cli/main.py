@@ -17,7 +17,8 @@ app = typer.Typer(
 dmsg_app = typer.Typer(help="dmsg: discovery, relay servers, clients and HTTP over dmsg.")
 app.add_typer(dmsg_app, name="dmsg")
 svc_app = typer.Typer(
-    help="Network services: transport discovery, address resolver, route finder, setup node."
+    help="Network services: transport discovery, address resolver, route finder, setup node, "
+    "service discovery."
 )
 app.add_typer(svc_app, name="svc")
 
@@ -55,6 +56,7 @@ def _register() -> None:
         svc_ar,
         svc_rf,
         svc_rsn,
+        svc_sd,
         svc_tpd,
         visor,
     )
@@ -70,6 +72,7 @@ def _register() -> None:
     svc_tpd.register(svc_app)
     svc_ar.register(svc_app)
     svc_rsn.register(svc_app)
+    svc_sd.register(svc_app)
 
 
 _register()

@@ -46,7 +46,9 @@ def version() -> None:
 
 def _register() -> None:
     """Attach the sub-commands that live in their own modules."""
+    from skywire.cli import app as app_process
     from skywire.cli import (
+        app_cmds,
         debug,
         demo,
         dmsg,
@@ -64,6 +66,8 @@ def _register() -> None:
     demo.register(app)
     visor.register(app)
     debug.register(visor.cli_app)
+    app_cmds.register(visor.visor_app)
+    app_process.register(app)
     skynet.register()
     dmsg.register(dmsg_app)
     dmsg_disc.register(dmsg_app)

@@ -415,7 +415,7 @@ def visor_run(
 
         async with (
             service_registry(cfg) as registry,
-            Visor(cfg, registry=registry, log_file=True) as v,
+            Visor(cfg, registry=registry, log_file=True, apps=True, config_path=config) as v,
         ):
             err.print(f"visor {v.pk} running; control API on {cfg.cli_addr}")
             await stop.wait()

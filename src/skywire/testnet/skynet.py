@@ -46,8 +46,10 @@ class LocalSkywire:
         configure: Callable[[int, VisorConfig], None] | None = None,
         keys: Callable[[str], SecKey] | None = None,
         cli_ports: Sequence[int] = (),
+        apps: bool = False,
     ) -> None:
         self.dmsg = dmsg
+        self.apps = apps  # visors run their launchers' apps (each its own process)
         self.configure = configure
         self.keys = keys  # named keys ("setup-node", "visor-0"...) kept across runs
         self.cli_ports = list(cli_ports)
@@ -134,6 +136,7 @@ class LocalSkywire:
             registry=registry,
             ar_udp=self.ar.udp_addr,
             latency_interval=self.latency_interval,
+            apps=self.apps,
         )
         await self._stack.enter_async_context(visor)
         await visor.ready()
@@ -153,6 +156,7 @@ class LocalSkywire:
             registry=registry,
             ar_udp=self.ar.udp_addr,
             latency_interval=self.latency_interval,
+            apps=self.apps,
         )
         await self._stack.enter_async_context(visor)
         self.visors[index] = visor

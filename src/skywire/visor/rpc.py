@@ -21,6 +21,9 @@ from skywire.debug.metrics import Registry, instrument_app
 from skywire.proxy.errors import ProxyError
 from skywire.services.appserver import AppServer
 from skywire.transport.manager import TransportError
+from skywire.visor.config import AppConfig
+from skywire.visor.launcher import Launcher
+from skywire.visor.rpc_apps import add_app_routes
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -50,6 +53,15 @@ class PingAnswer(Protocol):
 
 class VisorAPI(Protocol):
     """What the control API's handlers call: the visor provides it."""
+
+    @property
+    def launcher(self) -> Launcher | None:
+        """The app launcher, when this visor runs apps."""
+        ...
+
+    def save_apps(self, apps: list[AppConfig]) -> None:
+        """Keep the apps' settings (autostart) in the visor's config file, when it has one."""
+        ...
 
     def info(self) -> dict[str, Any]: ...
 
@@ -123,6 +135,7 @@ class RPCServer(AppServer):
         r.add_delete("/skynet/services/{port}", self._unpublish)
         r.add_post("/route-addr", self._route_addr)
         r.add_post("/routes/ping", self._ping)
+        add_app_routes(app, lambda: self.api.launcher, self.api.save_apps)
         instrument_app(app, self.api.metrics())
         return app
 

@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from skywire import __version__
@@ -36,12 +37,14 @@ from skywire.transport.manager import (
 )
 from skywire.transport.network import DmsgNetwork, Network, TCPNetwork, static_table
 from skywire.transport.resolved import StcprNetwork, SudphNetwork
-from skywire.visor.config import VisorConfig
+from skywire.visor.appserver import AppServer
+from skywire.visor.config import AppConfig, VisorConfig
 from skywire.visor.echo import PingResult, RouteEcho, route_ping
+from skywire.visor.launcher import Launcher
 from skywire.visor.logfile import LogFile
 from skywire.visor.logserver import LOG_SERVER_PORT, logserver_app
 from skywire.visor.metrics import visor_metrics
-from skywire.visor.rpc import RPCServer
+from skywire.visor.rpc import RPCServer, split_addr
 from skywire.visor.web import VisorWeb
 from skywire.wire.pq import PQPolicy, default_policy, set_default_policy
 from skywire.wire.pq import stats as pq_stats
@@ -62,9 +65,13 @@ class Visor:
         latency_interval: float = 10.0,
         ar_udp: tuple[str, int] | None = None,
         log_file: bool = False,
+        apps: bool = False,
+        config_path: str | Path | None = None,
     ) -> None:
         """``log_file``: also write the process's log to ``<local_path>/log/skywire.log``
-        (what ``skywire visor`` does; in-process visors of tests and testnets share a log)."""
+        (what ``skywire visor`` does; in-process visors of tests and testnets share a log).
+        ``apps``: run the app server and launch the config's apps (each its own process).
+        ``config_path``: where the config was read from (app autostart changes go there)."""
         self.cfg = cfg
         self.sk = cfg.sk
         self.pk: PubKey = cfg.pk
@@ -83,6 +90,10 @@ class Visor:
         self.web: VisorWeb | None = None
         self._disc: DiscClient | None = None
         self.log_file = LogFile(cfg.local_path) if log_file else None
+        self._apps_enabled = apps
+        self.config_path = Path(config_path) if config_path is not None else None
+        self.app_server: AppServer | None = None
+        self._launcher: Launcher | None = None
         # What start() brought up, closed in reverse by close().
         self._stack = contextlib.AsyncExitStack()
 
@@ -171,7 +182,38 @@ class Visor:
         if self._rpc_enabled:
             self.rpc = await st.enter_async_context(RPCServer(self, cfg.cli_addr))
         await self._serve_log_server()
+        if self._apps_enabled and cfg.launcher.apps:
+            await self._start_apps()
         log.info("visor %s up", self.pk)
+
+    async def _start_apps(self) -> None:
+        """The app server (apps reach routes and dmsg through it), then the launcher, which
+        starts the auto-start apps; closed in reverse (every app stopped first)."""
+        assert self.router is not None
+        cfg = self.cfg
+        host, port = split_addr(cfg.launcher.server_addr)
+        server = AppServer(
+            self.router, self.dmsg, (host if host != "localhost" else "127.0.0.1", port)
+        )
+        self.app_server = await self._stack.enter_async_context(server)
+        self._launcher = await self._stack.enter_async_context(
+            Launcher(
+                cfg.launcher.apps,
+                server=server,
+                visor_pk=self.pk.hex(),
+                local_path=cfg.local_path,
+                bin_path=cfg.launcher.bin_path,
+            )
+        )
+
+    @property
+    def launcher(self) -> Launcher | None:
+        return self._launcher
+
+    def save_apps(self, apps: list[AppConfig]) -> None:
+        self.cfg.launcher.apps = apps
+        if self.config_path is not None:
+            self.cfg.save(self.config_path)
 
     async def _serve_log_server(self) -> None:
         """dmsg port 80: health, node info and the log (hypervisors, the dmsgpty whitelist and

@@ -1,0 +1,138 @@
+"""``skywire app <name>``: an app's own process, as the visor's launcher starts it.
+
+The launcher sets ``PROC_CONFIG`` (the app's name, its proc key, the visor's app server
+address, its routing port); the app reaches routes and dmsg through the visor's app server
+(:mod:`skywire.apps.appnet`), reports its status there, and runs until SIGTERM. Run by hand
+without ``PROC_CONFIG`` an app says so and exits 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from skywire.cli.common import LogFormatOption, LogLevelOption
+
+app_app = typer.Typer(
+    help="Apps as the visor's launcher runs them (each needs PROC_CONFIG from the launcher).",
+    no_args_is_help=True,
+)
+
+
+def _need_proc_config() -> None:
+    if not os.environ.get("PROC_CONFIG"):
+        typer.echo(
+            "error: PROC_CONFIG is not set: apps are started by a visor "
+            "(skywire cli visor app start <name>)",
+            err=True,
+        )
+        raise typer.Exit(2)
+
+
+def _listen_address(addr: str) -> tuple[str, int]:
+    """Upstream's ``:1080`` form (empty host) is taken as 127.0.0.1 here: a SOCKS5 proxy open
+    to the whole network is an open relay."""
+    host, _, port = addr.rpartition(":")
+    try:
+        return host or "127.0.0.1", int(port)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{addr!r} is not [host]:port", param_hint="--addr") from exc
+
+
+@app_app.command("skysocks")
+def skysocks(
+    passcode: Annotated[
+        str, typer.Option(help="Require this passcode (as user name or password).")
+    ] = "",
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
+) -> None:
+    """The skysocks server: SOCKS5 for every route to its routing port (3)."""
+    from skywire.cli.common import run_until_interrupted, setup_logging
+
+    _need_proc_config()
+    setup_logging(log_level, log_format)
+
+    async def main(stop: asyncio.Event) -> None:
+        from skywire.apps.appnet.client import AppClient
+        from skywire.apps.skysocks import SERVER_PORT, Passcode, SkysocksServer
+
+        async with AppClient.from_env() as app:
+            port = app.config.routing_port or SERVER_PORT
+            credentials = Passcode(passcode) if passcode else None
+            async with SkysocksServer(app, port=port, credentials=credentials):
+                await app.set_status(f"serving SOCKS5 on routing port {port}")
+                await stop.wait()
+
+    asyncio.run(run_until_interrupted(main))
+
+
+@app_app.command("skysocks-client")
+def skysocks_client(
+    srv: Annotated[str, typer.Option("--srv", help="The skysocks server's visor key (hex).")],
+    addr: Annotated[str, typer.Option(help="Local SOCKS5 address.")] = "127.0.0.1:1080",
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
+) -> None:
+    """The skysocks client: SOCKS5 on --addr, over one route to the server at --srv."""
+    from skywire.cipher import CipherError, PubKey
+    from skywire.cli.common import run_until_interrupted, setup_logging
+
+    _need_proc_config()
+    setup_logging(log_level, log_format)
+    try:
+        server = PubKey.from_hex(srv)
+    except CipherError as exc:
+        raise typer.BadParameter(f"invalid key: {exc}", param_hint="--srv") from exc
+    listen = _listen_address(addr)
+
+    async def main(stop: asyncio.Event) -> None:
+        from skywire.apps.appnet.client import AppClient
+        from skywire.apps.skysocks import SkysocksClient
+
+        async with AppClient.from_env() as app, SkysocksClient(app, server, listen=listen) as c:
+            where = f"{c.address[0]}:{c.address[1]}" if c.address else f"{listen[0]}:{listen[1]}"
+            await app.set_status(f"SOCKS5 on {where} through {server}")
+            await stop.wait()
+
+    asyncio.run(run_until_interrupted(main))
+
+
+@app_app.command("skychat")
+def skychat(
+    addr: Annotated[
+        str, typer.Option(help="The chat page's address (upstream's :8001 means 127.0.0.1).")
+    ] = "127.0.0.1:8001",
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
+) -> None:
+    """skychat: messages to and from other visors over routes (routing port 1), and a page."""
+    from skywire.cli.common import run_until_interrupted, setup_logging
+
+    _need_proc_config()
+    setup_logging(log_level, log_format)
+    web = _listen_address(addr)
+
+    async def main(stop: asyncio.Event) -> None:
+        from skywire.apps.appnet.client import AppClient
+        from skywire.apps.skychat import CHAT_PORT, Skychat
+
+        async with AppClient.from_env() as app:
+            port = app.config.routing_port or CHAT_PORT
+            async with Skychat(app, port=port, web=web, local_pk=app.config.visor_pk) as chat:
+                await app.set_status(f"chat page on {chat.url}, messages on routing port {port}")
+                await stop.wait()
+
+    asyncio.run(run_until_interrupted(main))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(app_app, name="app")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app_app())

@@ -1,0 +1,173 @@
+"""The app layer end to end: two visors launch skysocks (server) and skysocks-client as their
+own processes from their launcher configs; the apps reach routes through the visors' app
+servers; a SOCKS5 request to the client crosses a 2-hop route and reaches a site on the far
+side. The control API lists the apps, stops and starts them, and shows their logs."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from skywire.cipher import SecKey
+from skywire.testnet.dmsgnet import LocalDmsgNetwork
+from skywire.testnet.skynet import LocalSkywire
+from skywire.visor.config import AppConfig, VisorConfig
+from skywire.visor.launcher import AppState
+from skywire.visor.rpc import RPCClient
+from tests.integration._skysocks import http_get, item_body, web_site
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_skysocks_apps_carry_socks5_over_a_two_hop_route(tmp_path: Path) -> None:
+    keys = {f"visor-{i}": SecKey.generate() for i in range(3)}
+    keys["setup-node"] = SecKey.generate()
+    socks_port = free_port()
+    server_pk = keys["visor-2"].pubkey()
+
+    def configure(i: int, cfg: VisorConfig) -> None:
+        cfg.local_path = str(tmp_path / f"visor-{i}")
+        cfg.launcher.server_addr = f"127.0.0.1:{free_port()}"
+        cfg.launcher.apps = []
+        if i == 2:
+            cfg.launcher.apps = [
+                AppConfig(
+                    name="skysocks",
+                    binary="skywire",
+                    auto_start=True,
+                    port=3,
+                    args=["app", "skysocks"],
+                ),
+            ]
+        if i == 0:
+            cfg.launcher.apps = [
+                AppConfig(
+                    name="skysocks-client",
+                    binary="skywire",
+                    auto_start=True,
+                    port=13,
+                    args=[
+                        "app",
+                        "skysocks-client",
+                        "--srv",
+                        server_pk.hex(),
+                        "--addr",
+                        f"127.0.0.1:{socks_port}",
+                    ],
+                ),
+            ]
+
+    async with (
+        LocalDmsgNetwork(servers=1) as dnet,
+        LocalSkywire(dnet, visors=3, configure=configure, keys=keys.__getitem__, apps=True) as sky,
+        web_site() as site_port,
+    ):
+        a, b, c = sky.visors
+        assert a.tm is not None and b.tm is not None
+        await a.tm.save_transport(b.pk, "dmsg")
+        await b.tm.save_transport(c.pk, "dmsg")
+        assert a.launcher is not None and c.launcher is not None
+        await c.launcher.wait_for("skysocks", lambda s: s.state is AppState.RUNNING, 30)
+        await a.launcher.wait_for("skysocks-client", lambda s: s.state is AppState.RUNNING, 30)
+
+        # the client app connects once the route finder knows the 2-hop path: ask until then
+        body = b""
+        async with asyncio.timeout(60):
+            while not body:
+                try:
+                    body = await http_get(("127.0.0.1", socks_port), site_port, "/item/7")
+                except (OSError, AssertionError, asyncio.IncompleteReadError):
+                    await asyncio.sleep(0.2)  # the app process is still starting or dialling
+        assert body == item_body(7)
+        bodies = await asyncio.gather(
+            *(http_get(("127.0.0.1", socks_port), site_port, f"/item/{n}") for n in range(20))
+        )
+        assert bodies == [item_body(n) for n in range(20)]
+        assert a.app_server is not None
+        assert a.app_server.report("skysocks-client").connected
+
+        # the control API: list, logs, stop, start
+        assert a.rpc is not None
+        rpc = RPCClient(f"127.0.0.1:{a.rpc.port}")
+        rows = await rpc.call("GET", "/apps")
+        assert [(r["name"], r["state"]) for r in rows] == [("skysocks-client", "running")]
+        stopped = await rpc.call("POST", "/apps/skysocks-client/stop")
+        assert stopped["state"] == "stopped"
+        started = await rpc.call("POST", "/apps/skysocks-client/start")
+        assert started["state"] in ("starting", "running")
+        logs = await rpc.call("GET", "/apps/skysocks-client/logs?n=50")
+        assert isinstance(logs["lines"], list)
+
+
+async def test_skychat_apps_exchange_messages_over_a_route(tmp_path: Path) -> None:
+    keys = {f"visor-{i}": SecKey.generate() for i in range(3)}
+    keys["setup-node"] = SecKey.generate()
+    pages = {0: free_port(), 2: free_port()}
+
+    def configure(i: int, cfg: VisorConfig) -> None:
+        cfg.local_path = str(tmp_path / f"visor-{i}")
+        cfg.launcher.server_addr = f"127.0.0.1:{free_port()}"
+        cfg.launcher.apps = []
+        if i in pages:
+            cfg.launcher.apps = [
+                AppConfig(
+                    name="skychat",
+                    binary="skywire",
+                    auto_start=True,
+                    port=1,
+                    args=["app", "skychat", "--addr", f"127.0.0.1:{pages[i]}"],
+                ),
+            ]
+
+    async with (
+        LocalDmsgNetwork(servers=1) as dnet,
+        LocalSkywire(dnet, visors=3, configure=configure, keys=keys.__getitem__, apps=True) as sky,
+        aiohttp.ClientSession() as http,
+    ):
+        a, b, c = sky.visors
+        assert a.tm is not None and b.tm is not None
+        await a.tm.save_transport(b.pk, "dmsg")
+        await b.tm.save_transport(c.pk, "dmsg")
+        assert a.launcher is not None and c.launcher is not None
+        for v in (a, c):
+            assert v.launcher is not None
+            await v.launcher.wait_for("skychat", lambda s: s.state is AppState.RUNNING, 30)
+
+        async def post(i: int, pk: str, text: str) -> int:
+            url = f"http://127.0.0.1:{pages[i]}/message"
+            async with http.post(url, json={"recipient": pk, "message": text}) as resp:
+                return resp.status
+
+        # the page answers once the app process is up, and the send once a route can be made
+        status = 0
+        async with asyncio.timeout(60):
+            while status != 200:
+                try:
+                    status = await post(0, c.pk.hex(), "hello from A")
+                except aiohttp.ClientError:
+                    status = 0
+                if status != 200:
+                    await asyncio.sleep(0.2)  # the app is starting, or the route finder learning
+
+        async def conversation(i: int, peer: str) -> str:
+            url = f"http://127.0.0.1:{pages[i]}/conversations?peer={peer}"
+            async with http.get(url) as resp:
+                return await resp.text()
+
+        async with asyncio.timeout(30):
+            while "hello from A" not in await conversation(2, a.pk.hex()):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)  # polls another process: the message crossing
+        assert await post(2, a.pk.hex(), "hello back from C") == 200
+        async with asyncio.timeout(30):
+            while "hello back from C" not in await conversation(0, c.pk.hex()):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)

@@ -6,16 +6,21 @@ side. The control API lists the apps, stops and starts them, and shows their log
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
+import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from skywire.cipher import SecKey
+from skywire.services.sd import SDClient, SDServer
+from skywire.services.sd.entry import Geo, ServiceEntry, ServiceType, SWAddr
+from skywire.services.sd.store.memory import MemoryStore as SDMemoryStore
 from skywire.testnet.dmsgnet import LocalDmsgNetwork
 from skywire.testnet.skynet import LocalSkywire
-from skywire.visor.config import AppConfig, VisorConfig
+from skywire.visor.config import AppConfig, VisorConfig, default_apps
 from skywire.visor.launcher import AppState
 from skywire.visor.rpc import RPCClient
 from tests.integration._skysocks import http_get, item_body, web_site
@@ -171,3 +176,71 @@ async def test_skychat_apps_exchange_messages_over_a_route(tmp_path: Path) -> No
         async with asyncio.timeout(30):
             while "hello back from C" not in await conversation(0, c.pk.hex()):  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
+
+
+async def _cli(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "skywire.cli",
+        "cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_cli_proxy_lists_servers_and_points_the_client_app_at_one(tmp_path: Path) -> None:
+    keys = {f"visor-{i}": SecKey.generate() for i in range(3)}
+    keys["setup-node"] = SecKey.generate()
+    socks_port = free_port()
+
+    def configure(i: int, cfg: VisorConfig) -> None:
+        cfg.local_path = str(tmp_path / f"visor-{i}")
+        cfg.launcher.server_addr = f"127.0.0.1:{free_port()}"
+        cfg.launcher.apps = [
+            a for a in default_apps() if a.name == ("skysocks-client", "", "skysocks")[i]
+        ]
+        for a in cfg.launcher.apps:
+            a.auto_start = a.name == "skysocks"
+
+    async with (
+        LocalDmsgNetwork(servers=1) as dnet,
+        LocalSkywire(dnet, visors=3, configure=configure, keys=keys.__getitem__, apps=True) as sky,
+        SDMemoryStore() as store,
+        SDServer(store, "127.0.0.1", 0) as sd,
+        web_site() as site_port,
+    ):
+        a, b, c = sky.visors
+        assert a.tm is not None and b.tm is not None and a.rpc is not None
+        await a.tm.save_transport(b.pk, "dmsg")
+        await b.tm.save_transport(c.pk, "dmsg")
+        async with SDClient(sd.url, keys["visor-2"]) as sdc:
+            await sdc.register(
+                ServiceEntry(SWAddr(c.pk, 3), ServiceType.SKYSOCKS, "v1.3.29", Geo(country="DE"))
+            )
+        code, out, _ = await _cli("proxy", "list", "--sd", sd.url, "--json")
+        assert code == 0 and json.loads(out)[0]["address"] == f"{c.pk.hex()}:3"
+
+        rpc = ["--rpc", f"127.0.0.1:{a.rpc.port}"]
+        code, out, _ = await _cli("proxy", "status", *rpc)
+        assert code == 0 and "skysocks-client: stopped" in out
+        code, out, err = await _cli(
+            "proxy", "start", "--pk", c.pk.hex(), "--addr", f"127.0.0.1:{socks_port}", *rpc
+        )
+        assert code == 0, err
+        body = b""
+        async with asyncio.timeout(60):
+            while not body:
+                try:
+                    body = await http_get(("127.0.0.1", socks_port), site_port, "/item/3")
+                except (OSError, AssertionError, asyncio.IncompleteReadError):
+                    await asyncio.sleep(0.2)  # the app process is starting or dialling
+        assert body == item_body(3)
+        code, out, _ = await _cli("proxy", "status", *rpc)
+        assert code == 0 and "skysocks-client: running" in out
+        code, out, _ = await _cli("proxy", "stop", *rpc)
+        assert code == 0 and "stopped" in out

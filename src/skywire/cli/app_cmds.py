@@ -42,7 +42,7 @@ def app_path(name: str, action: str) -> str:
     return f"/apps/{quote(name, safe='')}/{action}"
 
 
-def _call(rpc: str, method: str, path: str, body: Any = None) -> Any:
+def call_visor(rpc: str, method: str, path: str, body: Any = None) -> Any:
     from skywire.visor.rpc import RPCClient, RPCClientError
 
     try:
@@ -107,7 +107,7 @@ def _print_status(row: Any, as_json: bool) -> None:
 @app_app.command("ls")
 def app_ls(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -> None:
     """List the visor's apps and their states."""
-    rows = _call(rpc, "GET", "/apps")
+    rows = call_visor(rpc, "GET", "/apps")
     if as_json:
         out.print_json(json.dumps(rows))
     else:
@@ -119,13 +119,13 @@ def app_start(
     name: NameArg, rpc: RpcOption = "localhost:3435", as_json: JsonOption = False
 ) -> None:
     """Start an app (no-op if it runs)."""
-    _print_status(_call(rpc, "POST", app_path(name, "start")), as_json)
+    _print_status(call_visor(rpc, "POST", app_path(name, "start")), as_json)
 
 
 @app_app.command("stop")
 def app_stop(name: NameArg, rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -> None:
     """Stop an app (SIGTERM, then SIGKILL after the grace)."""
-    _print_status(_call(rpc, "POST", app_path(name, "stop")), as_json)
+    _print_status(call_visor(rpc, "POST", app_path(name, "stop")), as_json)
 
 
 @app_app.command("autostart")
@@ -140,7 +140,7 @@ def app_autostart(
     if flag not in ("on", "off", "true", "false", "yes", "no", "1", "0"):
         raise typer.BadParameter(f"{on!r}: say on or off", param_hint="ON")
     body = {"on": flag in ("on", "true", "yes", "1")}
-    _print_status(_call(rpc, "POST", app_path(name, "autostart"), body), as_json)
+    _print_status(call_visor(rpc, "POST", app_path(name, "autostart"), body), as_json)
 
 
 @app_app.command("logs")
@@ -150,7 +150,7 @@ def app_logs(
     rpc: RpcOption = "localhost:3435",
 ) -> None:
     """Print the app's last output lines (stdout and stderr, stamped)."""
-    doc = _call(rpc, "GET", app_path(name, "logs") + f"?n={n}")
+    doc = call_visor(rpc, "GET", app_path(name, "logs") + f"?n={n}")
     lines = doc.get("lines", []) if isinstance(doc, dict) else []
     for line in lines:
         out.print(str(line), markup=False, highlight=False, soft_wrap=True)

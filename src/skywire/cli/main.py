@@ -54,6 +54,7 @@ def _register() -> None:
         dmsg,
         dmsg_disc,
         dmsg_web,
+        proxy,
         skynet,
         svc_ar,
         svc_rf,
@@ -67,6 +68,7 @@ def _register() -> None:
     visor.register(app)
     debug.register(visor.cli_app)
     app_cmds.register(visor.visor_app)
+    proxy.register(visor.cli_app)
     app_process.register(app)
     skynet.register()
     dmsg.register(dmsg_app)

@@ -23,21 +23,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import json
 import logging
 import os
 import secrets
 import signal
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
+from skywire.visor.app_values import (
+    SUPERVISED,
+    TRANSITIONS,
+    AppServerLike,
+    AppState,
+    AppStateChanged,
+    AppStatus,
+    Backoff,
+    LauncherError,
+    UnknownAppError,
+    default_command,
+    describe_exit,
+)
 from skywire.visor.config import AppConfig
 from skywire.wire.tasks import TaskTree
 
@@ -52,7 +63,11 @@ __all__ = [
     "LauncherError",
     "UnknownAppError",
     "default_command",
+    "describe_exit",
 ]
+
+S = AppState
+DEFAULT_BACKOFF = Backoff()
 
 log = logging.getLogger(__name__)
 
@@ -60,152 +75,6 @@ STDERR_TAIL = 5
 """How many of a run's last stderr lines go into its ``last_error``."""
 DRAIN_TIMEOUT = 5.0
 """Seconds the output readers may take to empty the pipes after the process ended."""
-
-
-# ------------------------------------------------------------------------------ errors
-class LauncherError(Exception):
-    """Base of the launcher's errors."""
-
-
-class UnknownAppError(LauncherError, LookupError):
-    """No app of that name in the launcher's config."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"unknown app {name!r}")
-        self.name = name
-
-    def __str__(self) -> str:
-        return f"unknown app {self.name!r}"
-
-
-# ------------------------------------------------------------------------------ values
-class AppState(enum.Enum):
-    STOPPED = "stopped"
-    STARTING = "starting"
-    RUNNING = "running"
-    RESTARTING = "restarting"
-    """Waiting out its backoff before the next run."""
-    ERRORED = "errored"
-    """Gave up: could not be spawned, too many restarts, or exited non-zero with restarts off."""
-    STOPPING = "stopping"
-
-
-S = AppState
-TRANSITIONS: dict[AppState, frozenset[AppState]] = {
-    S.STOPPED: frozenset({S.STARTING}),
-    S.ERRORED: frozenset({S.STARTING}),
-    S.STARTING: frozenset({S.RUNNING, S.ERRORED, S.STOPPED}),
-    S.RUNNING: frozenset({S.STOPPING, S.RESTARTING, S.ERRORED, S.STOPPED}),
-    S.RESTARTING: frozenset({S.STARTING, S.STOPPED}),
-    S.STOPPING: frozenset({S.STOPPED}),
-}
-"""Every allowed state change; anything else is a bug and raises ``AssertionError``."""
-SUPERVISED = frozenset({S.STARTING, S.RUNNING, S.RESTARTING, S.STOPPING})
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """When to restart an app that exited while it should run: ``initial`` seconds after the
-    first exit, ×``factor`` after each further one, at most ``maximum``; the count starts over
-    after a run that lasted ``reset_after`` seconds. ``max_restarts`` consecutive failures make
-    it give up (``None``: never). With ``enabled=False`` nothing is restarted."""
-
-    initial: float = 1.0
-    factor: float = 2.0
-    maximum: float = 60.0
-    reset_after: float = 60.0
-    max_restarts: int | None = None
-    enabled: bool = True
-
-    def __post_init__(self) -> None:
-        if not 0 < self.initial <= self.maximum:
-            raise ValueError(f"backoff: need 0 < initial ({self.initial}) <= maximum")
-        if self.factor < 1:
-            raise ValueError(f"backoff: factor {self.factor} < 1")
-        if self.reset_after < 0:
-            raise ValueError(f"backoff: reset_after {self.reset_after} < 0")
-        if self.max_restarts is not None and self.max_restarts < 0:
-            raise ValueError(f"backoff: max_restarts {self.max_restarts} < 0")
-
-    def delay(self, failures: int) -> float:
-        """Seconds to wait before the restart that follows ``failures`` (≥ 1) consecutive
-        failures."""
-        return min(self.maximum, self.initial * self.factor ** max(0, failures - 1))
-
-    def gives_up(self, failures: int) -> bool:
-        return self.max_restarts is not None and failures > self.max_restarts
-
-
-@dataclass(frozen=True)
-class AppStatus:
-    name: str
-    state: AppState
-    pid: int | None
-    started_at: float | None
-    """Wall-clock start of the current (or last) run, seconds since the epoch."""
-    uptime: float
-    """Seconds the current run has lasted (0 when not running)."""
-    restarts: int
-    last_error: str | None
-    exit_code: int | None
-    """Of the last run; negative: killed by that signal (asyncio's convention)."""
-    port: int
-    auto_start: bool
-    backoff: float
-    """The delay of the current (or last) wait in ``restarting``."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "state": self.state.value,
-            "pid": self.pid,
-            "started_at": self.started_at,
-            "uptime": self.uptime,
-            "restarts": self.restarts,
-            "last_error": self.last_error,
-            "exit_code": self.exit_code,
-            "port": self.port,
-            "auto_start": self.auto_start,
-            "backoff": self.backoff,
-        }
-
-
-@dataclass(frozen=True)
-class AppStateChanged:
-    """An app went from ``old`` to ``new`` (passed to the launcher's ``on_change``)."""
-
-    name: str
-    old: AppState
-    new: AppState
-    status: AppStatus
-
-
-class AppServerLike(Protocol):
-    """What the launcher needs of the app server (``skywire.visor.appserver.AppServer``)."""
-
-    @property
-    def address(self) -> str: ...
-
-    def register(self, proc_key: str, app_name: str) -> None: ...
-
-    async def unregister(self, proc_key: str) -> None: ...
-
-
-def default_command(app: AppConfig, bin_path: str | Path = "./apps") -> list[str]:
-    """``skywire`` apps run as ``python -m skywire.cli <args>`` (this interpreter); any other
-    binary is looked up in ``bin_path``."""
-    if app.binary in ("skywire", ""):
-        return [sys.executable, "-m", "skywire.cli", *app.args]
-    return [str(Path(bin_path) / app.binary), *app.args]
-
-
-def describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exited with code {code}"
 
 
 # ------------------------------------------------------------------------------ one app
@@ -271,7 +140,7 @@ class Launcher:
         local_path: str | Path,
         command: Callable[[AppConfig], list[str]] | None = None,
         bin_path: str | Path = "./apps",
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = DEFAULT_BACKOFF,
         stop_grace: float = 5.0,
         log_lines: int = 500,
         on_change: Callable[[AppStateChanged], None] | None = None,
@@ -400,6 +269,13 @@ class Launcher:
     async def restart(self, name: str) -> AppStatus:
         await self.stop(name)
         return await self.start(name)
+
+    def set_args(self, name: str, args: list[str]) -> AppStatus:
+        """Change the app's arguments (its next run uses them; the caller persists the config)."""
+        app = self._app(name)
+        app.config = app.config.model_copy(update={"args": list(args)})
+        self._notify()
+        return app.status(self._mono())
 
     def set_autostart(self, name: str, on: bool) -> AppStatus:
         """Change the app's ``auto_start`` in memory (the caller persists the config)."""

@@ -1,6 +1,6 @@
-"""The control API's app routes (``skywire cli visor app …``): list, start, stop, autostart
-(kept in the config file when the visor has one), logs. A visor without apps answers 404
-"no apps here" on each."""
+"""The control API's app routes (``skywire cli visor app …``, ``skywire cli proxy …``): list,
+start, stop, autostart and arguments (kept in the config file when the visor has one), logs.
+A visor without apps answers 404 "no apps here" on each."""
 
 from __future__ import annotations
 
@@ -74,6 +74,25 @@ def add_app_routes(
             persist(found.apps())
         return web.json_response(st.to_json())
 
+    async def set_args(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, 'body must be JSON: {"args": ["…", …]}')
+        args = body.get("args") if isinstance(body, dict) else None
+        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+            return _error(400, 'body must be {"args": [strings]}')
+        if len(args) > 64 or sum(len(a) for a in args) > 4096:
+            return _error(400, "too many or too long arguments")
+        found = get()
+        try:
+            st = found.set_args(request.match_info["name"], args)
+        except UnknownAppError as exc:
+            return _error(404, str(exc))
+        if persist is not None:
+            persist(found.apps())
+        return web.json_response(st.to_json())
+
     async def logs(request: web.Request) -> web.Response:
         try:
             n = int(request.query.get("n", "100"))
@@ -93,3 +112,4 @@ def add_app_routes(
     r.add_post("/apps/{name}/stop", stop)
     r.add_post("/apps/{name}/autostart", autostart)
     r.add_get("/apps/{name}/logs", logs)
+    r.add_post("/apps/{name}/args", set_args)

@@ -1,0 +1,127 @@
+"""``skywire cli proxy list|start|stop|status``: skysocks proxies through the visor's
+skysocks-client app. ``list`` asks service discovery for public skysocks servers; ``start --pk``
+points the client app at one (its arguments are kept in the visor config) and (re)starts it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from skywire.cli.app_cmds import JsonOption, RpcOption, app_path, call_visor
+
+err = Console(stderr=True)
+out = Console()
+
+CLIENT_APP = "skysocks-client"
+
+proxy_app = typer.Typer(
+    help="SOCKS5 proxies through other visors (skysocks): list servers, point the local "
+    "client at one.",
+    no_args_is_help=True,
+)
+
+
+def _sd_url(config: Path, sd: str) -> str:
+    if sd:
+        return sd
+    from skywire.visor.config import VisorConfig
+
+    try:
+        return VisorConfig.load(config).launcher.service_discovery
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]error:[/red] no service discovery: give --sd, or -c ({config}: {exc})")
+        raise typer.Exit(2) from exc
+
+
+@proxy_app.command("list")
+def proxy_list(
+    sd: Annotated[str, typer.Option("--sd", help="Service discovery URL.")] = "",
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="Take the service discovery from here.")
+    ] = Path("skywire-config.json"),
+    country: Annotated[str, typer.Option(help="Only servers in this country (XX).")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Public skysocks servers registered in service discovery."""
+    from skywire.cipher import SecKey
+    from skywire.services.sd.client import SDClient
+    from skywire.services.sd.errors import SDError
+
+    url = _sd_url(config, sd)
+
+    async def ask() -> list[Any]:
+        async with SDClient(url, SecKey.generate()) as client:
+            return list(await client.services("skysocks", country=country))
+
+    try:
+        entries = asyncio.run(ask())
+    except (SDError, OSError, TimeoutError) as exc:
+        err.print(f"[red]error:[/red] {url}: {exc or type(exc).__name__}")
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps([json.loads(e.to_json()) for e in entries], indent=2))
+        return
+    table = Table("server (pk:port)", "country", "version")
+    for e in entries:
+        table.add_row(str(e.addr), e.geo.country if e.geo else "-", e.version or "-")
+    out.print(table)
+    if not entries:
+        err.print(f"no skysocks servers registered at {url}")
+
+
+@proxy_app.command("start")
+def proxy_start(
+    pk: Annotated[str, typer.Option("--pk", help="The skysocks server's visor key (hex).")],
+    addr: Annotated[str, typer.Option(help="Local SOCKS5 address.")] = "127.0.0.1:1080",
+    rpc: RpcOption = "localhost:3435",
+    as_json: JsonOption = False,
+) -> None:
+    """Point the visor's skysocks-client app at --pk and (re)start it."""
+    from skywire.cipher import CipherError, PubKey
+
+    try:
+        server = PubKey.from_hex(pk)
+    except CipherError as exc:
+        raise typer.BadParameter(f"invalid key: {exc}", param_hint="--pk") from exc
+    args = ["app", CLIENT_APP, "--srv", server.hex(), "--addr", addr]
+    call_visor(rpc, "POST", app_path(CLIENT_APP, "args"), {"args": args})
+    call_visor(rpc, "POST", app_path(CLIENT_APP, "stop"))
+    status = call_visor(rpc, "POST", app_path(CLIENT_APP, "start"))
+    if as_json:
+        typer.echo(json.dumps(status, indent=2))
+        return
+    out.print(f"{CLIENT_APP}: {status.get('state')}; SOCKS5 on {addr} through {server}")
+
+
+@proxy_app.command("stop")
+def proxy_stop(rpc: RpcOption = "localhost:3435") -> None:
+    """Stop the visor's skysocks-client app."""
+    status = call_visor(rpc, "POST", app_path(CLIENT_APP, "stop"))
+    out.print(f"{CLIENT_APP}: {status.get('state')}")
+
+
+@proxy_app.command("status")
+def proxy_status(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -> None:
+    """The skysocks-client app's state, uptime and last error."""
+    rows = call_visor(rpc, "GET", "/apps")
+    row = next((r for r in rows if isinstance(r, dict) and r.get("name") == CLIENT_APP), None)
+    if row is None:
+        err.print(f"[red]error:[/red] this visor has no {CLIENT_APP} app in its config")
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps(row, indent=2))
+        return
+    out.print(
+        f"{CLIENT_APP}: {row.get('state')}"
+        + (f", last error: {row['last_error']}" if row.get("last_error") else "")
+    )
+
+
+def register(cli_app: typer.Typer) -> None:
+    cli_app.add_typer(proxy_app, name="proxy")

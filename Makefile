@@ -37,14 +37,17 @@ netns-tools:
 	  echo "could not install iptables: the NAT test will be skipped"; \
 	fi
 
-# The browser tests drive Debian's headless Chromium; as root, install it (once).
+# The browser tests drive Debian's headless Chromium, the proxy tests curl; as root, install
+# what is missing (once).
 browser-tools:
-	@if [ "$$(id -u)" = 0 ] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing chromium (for the browser tests; takes a minute)"; \
-	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
-	   (apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1)) || \
-	  echo "could not install chromium: the browser tests will be skipped"; \
-	fi
+	@for tool in chromium curl; do \
+	  if [ "$$(id -u)" = 0 ] && ! command -v $$tool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing $$tool (for the browser and proxy tests)"; \
+	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$tool >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$tool >/dev/null 2>&1)) || \
+	    echo "could not install $$tool: the tests that need it will be skipped"; \
+	  fi; \
+	done
 
 test: lint netns-tools browser-tools
 	$(PY) -m pytest -q

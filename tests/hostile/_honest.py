@@ -4,12 +4,14 @@ carry bytes both ways."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 from skywire.cipher import SecKey
 from skywire.dmsg.client import Client, DmsgListener
+from skywire.dmsg.server import Server
 from skywire.services.dmsgdisc.client import DiscClient
 from skywire.testnet.dmsgnet import LocalDmsgNetwork
 
@@ -36,3 +38,13 @@ async def assert_served(dialer: Client, listener: DmsgListener, payload: bytes =
     finally:
         await stream.close()
         await accepted.close()
+
+
+async def only_on(client: Client, server: Server) -> None:
+    """Leave ``client`` with a session to ``server`` alone."""
+    if server.pk not in client.sessions:
+        await client.ensure_session(await client.entries.lookup(server.pk))
+    for pk in [pk for pk in client.sessions if pk != server.pk]:
+        await client.sessions[pk].close()
+        async with asyncio.timeout(5):
+            await client.wait_session_ended(pk)

@@ -29,14 +29,13 @@ from skywire.dmsg.disc_errors import (
 )
 from skywire.dmsg.discovery import DISCOVERY_ERRORS
 from skywire.dmsg.errors import DmsgError
-from skywire.dmsg.server import Server
 from skywire.services.appserver import AppServer
 from skywire.services.dmsgdisc.api import make_app
 from skywire.services.dmsgdisc.client import DiscClient
 from skywire.services.dmsgdisc.store import DiscStore
 from skywire.testnet.dmsgnet import LocalDmsgNetwork
 from tests.hostile._baseline import baseline
-from tests.hostile._honest import assert_served
+from tests.hostile._honest import assert_served, only_on
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -148,17 +147,6 @@ async def typed(call: Awaitable[Any]) -> BaseException | None:
     except DISCOVERY_ERRORS as exc:
         return exc
     return None
-
-
-async def only_on(client: Client, server: Server) -> None:
-    """Leave ``client`` with a session to ``server`` alone (bounded wait for the others to go)."""
-    if server.pk not in client.sessions:
-        await client.ensure_session(await client.entries.lookup(server.pk))
-    for pk in [pk for pk in client.sessions if pk != server.pk]:
-        await client.sessions[pk].close()
-        async with asyncio.timeout(5):
-            while pk in client.sessions:  # noqa: ASYNC110 - the session's task removes it
-                await asyncio.sleep(0.01)
 
 
 async def test_a_client_survives_a_hostile_discovery_and_recovers() -> None:

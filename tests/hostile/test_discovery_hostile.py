@@ -33,11 +33,10 @@ from skywire.dmsg.disc_errors import (
     WrongSequenceError,
     error_from_response,
 )
-from skywire.dmsg.server import Server
 from skywire.services.dmsgdisc.client import DiscClient
 from skywire.testnet.dmsgnet import LocalDmsgNetwork
 from tests.hostile._baseline import baseline
-from tests.hostile._honest import honest_client
+from tests.hostile._honest import honest_client, only_on
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -212,17 +211,6 @@ async def test_bad_server_addresses_are_refused_and_skipped(net: LocalDmsgNetwor
                 await net.store.delete(kp.pk)
 
 
-async def _only_on(client: Client, server: Server) -> None:
-    """Leave ``client`` with a session to ``server`` alone."""
-    if server.pk not in client.sessions:
-        await client.ensure_session(await client.entries.lookup(server.pk))
-    for pk in [pk for pk in client.sessions if pk != server.pk]:
-        await client.sessions[pk].close()
-        async with asyncio.timeout(5):
-            while pk in client.sessions:  # noqa: ASYNC110 - the session's task removes it
-                await asyncio.sleep(0.01)
-
-
 async def test_dials_survive_a_discovery_outage_with_entries_seen_before(
     net: LocalDmsgNetwork, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -231,11 +219,11 @@ async def test_dials_survive_a_discovery_outage_with_entries_seen_before(
 
     x, y = net.servers
     a, b, c, d = [await net.client() for _ in range(4)]
-    await _only_on(b, x)
-    await _only_on(c, x)  # shares b's relay, never looks b up
-    await _only_on(d, y)  # shares nothing with b
+    await only_on(b, x)
+    await only_on(c, x)  # shares b's relay, never looks b up
+    await only_on(d, y)  # shares nothing with b
     await reach(a, b)  # a has seen b's entry (and its server's)
-    await _only_on(a, y)  # and now shares nothing with b either
+    await only_on(a, y)  # and now shares nothing with b either
     async with baseline():
         await net.stop_discovery()
         try:
@@ -246,14 +234,14 @@ async def test_dials_survive_a_discovery_outage_with_entries_seen_before(
                 await d.dial(b.pk, 7)  # never saw it, shares nothing: nothing to fall back on
             with monkeypatch.context() as patch:
                 patch.setattr(entry_cache, "STALE_ENTRY_AGE", 0.0)
-                await _only_on(a, y)
+                await only_on(a, y)
                 with pytest.raises(DmsgError, match="discovery unreachable"):
                     await a.dial(b.pk, 7)  # too old to trust
         finally:
             await net.start_discovery()
         await reach(d, b)  # discovery is back: d looks b up
-        await _only_on(a, y)
-        await _only_on(d, y)
+        await only_on(a, y)
+        await only_on(d, y)
 
 
 async def test_warm_keys_are_fetched_again_each_refresh(net: LocalDmsgNetwork) -> None:

@@ -200,8 +200,7 @@ async def test_a_flood_of_idle_streams_costs_no_task_per_stream() -> None:
 
             hostile = await idle_streams(server, 3000, meanwhile())
             async with asyncio.timeout(30):  # the flood's session is gone, and its streams
-                while hostile in server.sessions:  # noqa: ASYNC110
-                    await asyncio.sleep(0.02)
+                await server.wait_session_ended(hostile)
             await assert_served(a, listener, b"after the flood")
 
 
@@ -277,6 +276,5 @@ async def test_a_replayed_session_object_is_refused_by_the_replay_window() -> No
             finally:
                 await session.close()
             async with asyncio.timeout(10):
-                while kp.pk in server.sessions:  # noqa: ASYNC110 - the server saw it go
-                    await asyncio.sleep(0.01)
+                await server.wait_session_ended(kp.pk)
             await assert_served(a, listener, b"after the replay")

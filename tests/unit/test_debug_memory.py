@@ -12,10 +12,14 @@ from skywire.debug import DebugParamError, memory
 
 @pytest.fixture(autouse=True)
 def not_tracing() -> Iterator[None]:
-    if tracemalloc.is_tracing():
-        pytest.skip("tracemalloc was already tracing (PYTHONTRACEMALLOC?)")
+    """Each test starts with tracing off; tracing that was on before (PYTHONTRACEMALLOC) is
+    put back afterwards, with its depth."""
+    depth = tracemalloc.get_traceback_limit() if tracemalloc.is_tracing() else 0
+    tracemalloc.stop()
     yield
     tracemalloc.stop()
+    if depth:
+        tracemalloc.start(depth)
 
 
 def allocate_for_the_heap_view() -> list[bytearray]:

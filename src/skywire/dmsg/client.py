@@ -235,6 +235,11 @@ class Client:
     def _notify(self) -> None:
         self._changed.set()
 
+    async def wait_session_ended(self, server: PubKey) -> None:
+        """Wait until this client holds no session with ``server``."""
+        while server in self.sessions:
+            await self._wait_change()
+
     # ------------------------------------------------------------------ server selection
     async def _serve(self) -> None:
         wait = self.backoff.initial

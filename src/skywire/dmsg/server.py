@@ -372,9 +372,17 @@ class Server:
     async def wait_sessions(self, count: int) -> None:
         """Wait until exactly ``count`` sessions are registered."""
         while len(self.sessions) != count:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._session_waiters.append(waiter)
-            await waiter
+            await self._session_change()
+
+    async def wait_session_ended(self, pk: PubKey) -> None:
+        """Wait until ``pk`` holds no session here."""
+        while pk in self.sessions:
+            await self._session_change()
+
+    async def _session_change(self) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._session_waiters.append(waiter)
+        await waiter
 
     # ------------------------------------------------------------------ sessions
     def _on_connection(self, reader: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:

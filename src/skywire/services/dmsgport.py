@@ -19,8 +19,7 @@ import contextlib
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
 from aiohttp import web
 
@@ -29,6 +28,7 @@ from skywire.debug import LogRing, mount_debug, whitelist_gate
 from skywire.dmsg.client import Backoff, Client
 from skywire.dmsg.http import DEFAULT_HTTP_PORT, HTTPServer
 from skywire.services.dmsgdisc.client import DiscClient
+from skywire.wire.lifecycle import Lifecycle
 
 __all__ = ["DMSG_API_PORT", "DmsgPort", "DmsgPortConfig", "DmsgPortConfigError", "with_debug"]
 
@@ -92,7 +92,7 @@ class DmsgPortConfig:
         return f"dmsg://{self.pk.hex()}:{self.port}"
 
 
-class DmsgPort:
+class DmsgPort(Lifecycle):
     """``async with DmsgPort(config, app) as port:`` serves ``app`` on dmsg ``config.port``.
 
     ``app`` is a ``web.Application`` (the server sets up and cleans up a runner of its own) or a
@@ -138,18 +138,6 @@ class DmsgPort:
     def serving(self) -> bool:
         """Whether an app is served on the port."""
         return self._http is not None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def start(self) -> None:
         """Start the dmsg client and, when an app was given, serve it."""

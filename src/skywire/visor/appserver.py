@@ -30,8 +30,6 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Self
 
 from skywire.apps.appnet.proto import (
     LINE_MAX,
@@ -66,6 +64,7 @@ from skywire.routing.route import RouteQueryError
 from skywire.routing.table import RoutingTableError
 from skywire.services.rf.graph import RouteFinderError
 from skywire.wire.errors import WireError
+from skywire.wire.lifecycle import Lifecycle
 from skywire.wire.stream import ByteStream, Listener, TcpStream
 from skywire.wire.tasks import TaskTree, TaskTreeClosedError
 
@@ -171,7 +170,7 @@ def remote_of(net: Net, stream: ByteStream, default: AddrInfo) -> AddrInfo:
     return default
 
 
-class AppServer:
+class AppServer(Lifecycle):
     """``async with AppServer(router, dmsg, ("127.0.0.1", 0)) as server:`` (see the module
     docstring). Every task it starts is in one :class:`TaskTree`."""
 
@@ -200,17 +199,6 @@ class AppServer:
         self._tasks = TaskTree("appserver", log)
 
     # ------------------------------------------------------------------ lifecycle
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def start(self) -> None:
         """Bind the address (an ``OSError`` if it is taken)."""

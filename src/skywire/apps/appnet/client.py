@@ -31,7 +31,6 @@ import itertools
 import logging
 import os
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Self
 
 from skywire.apps.appnet.proto import (
@@ -57,6 +56,7 @@ from skywire.apps.appnet.proto import (
     encode_message,
 )
 from skywire.cipher import PubKey
+from skywire.wire.lifecycle import Lifecycle
 from skywire.wire.stream import AcceptQueue, TcpStream
 from skywire.wire.tasks import TaskTree, TaskTreeClosedError
 
@@ -140,7 +140,7 @@ class AppListener:
         await self.close()
 
 
-class AppClient:
+class AppClient(Lifecycle):
     """See the module docstring. ``config`` is the app's :class:`ProcConfig`."""
 
     def __init__(self, config: ProcConfig, *, connect_timeout: float = 10.0) -> None:
@@ -166,17 +166,6 @@ class AppClient:
         return cls(ProcConfig.from_json(text))
 
     # ------------------------------------------------------------------ lifecycle
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def start(self) -> None:
         """Open the control connection (an ``OSError`` / ``TimeoutError`` if the app server

@@ -29,8 +29,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 from aiohttp.web import AppRunner, TCPSite
 
@@ -52,6 +51,7 @@ from skywire.apps.skychat.updates import Subscription, Updates
 from skywire.apps.skychat.web import LOOPBACK_NAMES, make_app
 from skywire.cipher import PubKey
 from skywire.wire.errors import WireError
+from skywire.wire.lifecycle import Lifecycle
 from skywire.wire.stream import ByteStream
 from skywire.wire.tasks import TaskTree, TaskTreeClosedError
 
@@ -88,7 +88,7 @@ class ChatRouter(Protocol):
     async def listen(self, port: int) -> ChatListener: ...
 
 
-class Skychat:
+class Skychat(Lifecycle):
     """See the module docstring. ``web=None`` serves no page (the library alone);
     ``address`` is where the page is, once started (``web`` may name port 0)."""
 
@@ -136,17 +136,6 @@ class Skychat:
         self._tasks = TaskTree(f"skychat-{port}", log)
 
     # ------------------------------------------------------------------ lifecycle
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def start(self) -> None:
         """Take the routing port and serve the page; raises what ``router.listen`` raises, or

@@ -26,8 +26,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 from skywire.apps.skysocks.config import (
     CLIENT_ADDRESS,
@@ -40,6 +39,7 @@ from skywire.apps.skysocks.refusal import Socks5Refusal
 from skywire.apps.skysocks.tunnel import CHUNK, STREAM_ERRORS, pipe
 from skywire.cipher import PubKey
 from skywire.proxy.errors import Socks5Error
+from skywire.wire.lifecycle import Lifecycle
 from skywire.wire.stream import ByteStream, TcpStream
 from skywire.wire.tasks import TaskTree, TaskTreeClosedError
 from skywire.wire.yamux_aio import YamuxSession, YamuxStream
@@ -86,7 +86,7 @@ class ClientStatus:
     last_error: str | None
 
 
-class SkysocksClient:
+class SkysocksClient(Lifecycle):
     """See the module docstring. ``address`` is where it listens once started."""
 
     def __init__(
@@ -122,17 +122,6 @@ class SkysocksClient:
         self._tasks = TaskTree("skysocks-client", log)
 
     # ------------------------------------------------------------------ lifecycle
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def start(self) -> None:
         """Bind the SOCKS5 port (an ``OSError`` if taken) and start keeping the route."""

@@ -25,8 +25,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 from skywire.apps.skysocks.config import SERVER_PORT, YAMUX_CONFIG, Credentials
 from skywire.apps.skysocks.tunnel import CHUNK, STREAM_ERRORS, open_target, pipe, reply_for
@@ -41,6 +40,7 @@ from skywire.proxy.socks5 import (
     Socks5Server,
     Socks5State,
 )
+from skywire.wire.lifecycle import Lifecycle
 from skywire.wire.stream import ByteStream, Listener, TcpStream
 from skywire.wire.tasks import TaskTree, serve_each
 from skywire.wire.yamux_aio import YamuxSession
@@ -72,7 +72,7 @@ class ServerStats:
         self.refused[code.name] = self.refused.get(code.name, 0) + 1
 
 
-class SkysocksServer:
+class SkysocksServer(Lifecycle):
     """Serves SOCKS5 over routes to ``port`` until closed (see the module docstring)."""
 
     def __init__(
@@ -100,18 +100,6 @@ class SkysocksServer:
     def sessions(self) -> int:
         """Routes (yamux sessions) being served."""
         return len(self._sessions)
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def start(self) -> None:
         """Take the routing port and serve it; raises what ``router.listen`` raises."""

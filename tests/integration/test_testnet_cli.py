@@ -31,6 +31,8 @@ async def test_main_job_fetches_through_the_local_network(tmp_path: Path) -> Non
     assert report.sha256_ok and report.file_bytes == 3 << 20
     assert report.route_ok
     assert report.names_ok  # the demo site through the proxies, by all five kinds of names
+    assert report.apps_ok  # skysocks across 2 hops, and a skychat message between two pages
+    assert any(line.startswith("skysocks ") and " ok " in line for line in lines)
     kinds = ["bare", "vhost", "pinned server", "vhost + pinned server", "source-routed skynet"]
     for kind in kinds:
         assert any(line.split() == [*kind.split(), "ok"] for line in lines), kind

@@ -15,9 +15,6 @@ import aiohttp
 import pytest
 
 from skywire.cipher import SecKey
-from skywire.services.sd import SDClient, SDServer
-from skywire.services.sd.entry import Geo, ServiceEntry, ServiceType, SWAddr
-from skywire.services.sd.store.memory import MemoryStore as SDMemoryStore
 from skywire.testnet.dmsgnet import LocalDmsgNetwork
 from skywire.testnet.skynet import LocalSkywire
 from skywire.visor.config import AppConfig, VisorConfig, default_apps
@@ -210,20 +207,19 @@ async def test_cli_proxy_lists_servers_and_points_the_client_app_at_one(tmp_path
     async with (
         LocalDmsgNetwork(servers=1) as dnet,
         LocalSkywire(dnet, visors=3, configure=configure, keys=keys.__getitem__, apps=True) as sky,
-        SDMemoryStore() as store,
-        SDServer(store, "127.0.0.1", 0) as sd,
         web_site() as site_port,
     ):
         a, b, c = sky.visors
         assert a.tm is not None and b.tm is not None and a.rpc is not None
+        assert sky.sd is not None and c.launcher is not None
         await a.tm.save_transport(b.pk, "dmsg")
         await b.tm.save_transport(c.pk, "dmsg")
-        async with SDClient(sd.url, keys["visor-2"]) as sdc:
-            await sdc.register(
-                ServiceEntry(SWAddr(c.pk, 3), ServiceType.SKYSOCKS, "v1.3.29", Geo(country="DE"))
-            )
-        code, out, _ = await _cli("proxy", "list", "--sd", sd.url, "--json")
-        assert code == 0 and json.loads(out)[0]["address"] == f"{c.pk.hex()}:3"
+        # visor 2 announces its skysocks app itself, as soon as the app listens on port 3
+        announcer = c.announcer
+        assert announcer is not None
+        await announcer.wait_until(lambda: len(announcer.registered()) == 1, 30)
+        code, out, _ = await _cli("proxy", "list", "--sd", sky.sd.url, "--json")
+        assert code == 0 and [e["address"] for e in json.loads(out)] == [f"{c.pk.hex()}:3"]
 
         rpc = ["--rpc", f"127.0.0.1:{a.rpc.port}"]
         code, out, _ = await _cli("proxy", "status", *rpc)
@@ -244,3 +240,8 @@ async def test_cli_proxy_lists_servers_and_points_the_client_app_at_one(tmp_path
         assert code == 0 and "skysocks-client: running" in out
         code, out, _ = await _cli("proxy", "stop", *rpc)
         assert code == 0 and "stopped" in out
+        # the server stopped: its entry leaves service discovery with it
+        await c.launcher.stop("skysocks")
+        await announcer.wait_until(lambda: not announcer.registered(), 30)
+        code, out, _ = await _cli("proxy", "list", "--sd", sky.sd.url, "--json")
+        assert code == 0 and json.loads(out) == []

@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
             report = await run_local_network(
                 data_dir, size=size_mb << 20, disc_port=disc_port, once=once, stop=stop, say=say
             )
-            if not (report.sha256_ok and report.route_ok):
+            if not (report.sha256_ok and report.route_ok and report.apps_ok):
                 raise typer.Exit(1)
 
         from skywire.visor.statelock import PortInUseError, StateLockedError

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from skywire.cipher import PubKey
 from skywire.dmsg.http import HTTPServer, add_static, fetch_stream
+from skywire.testnet.appdemo import AppPlan, apps_demo
 from skywire.testnet.demo import DemoSite, add_demo_pages, check_names, demo_names
 from skywire.testnet.dmsgnet import LocalDmsgNetwork
 from skywire.testnet.keys import KeyBook
@@ -42,6 +43,7 @@ class RunReport:
     sha256_ok: bool
     route_ok: bool = True
     names_ok: bool = True
+    apps_ok: bool = True
 
     @property
     def mb_per_s(self) -> float:
@@ -80,10 +82,11 @@ async def run_local_network(
 
 
 def _fixed_ports(disc_port: int) -> list[int]:
-    return [disc_port, *FIXED.values(), *DMSG_SERVER_PORTS, *VISOR_CLI_PORTS]
+    apps = AppPlan(fixed=True).ports()
+    return [disc_port, *FIXED.values(), *DMSG_SERVER_PORTS, *VISOR_CLI_PORTS, *apps]
 
 
-FIXED = {"tpd": 9091, "rf": 9092, "ar": 9093, "dmsg_web": 4445, "skynet_web": 4446}
+FIXED = {"tpd": 9091, "rf": 9092, "ar": 9093, "sd": 9094, "dmsg_web": 4445, "skynet_web": 4446}
 DMSG_SERVER_PORTS = (9081, 9082)
 VISOR_CLI_PORTS = (3436, 3437, 3438, 3439)
 """Control ports of visors 0-3 (3435 is left for one more visor that joins in)."""
@@ -156,7 +159,12 @@ async def _run(
             )
             say("")
 
+            plan = AppPlan(fixed=fixed)
+            server_pk = keys.get("visor-2").pubkey()
+
             def with_proxies(index: int, cfg: VisorConfig) -> None:
+                cfg.local_path = str(data_dir / f"visor-{index}")
+                plan.configure(index, cfg, server_pk)
                 if index == 0:  # the first visor runs both resolving proxies
                     cfg.dmsg_web.enabled = cfg.skynet_web.enabled = True
                     cfg.dmsg_web.listen = f"127.0.0.1:{FIXED['dmsg_web'] if fixed else 0}"
@@ -170,7 +178,9 @@ async def _run(
                     tpd_port=FIXED["tpd"] if fixed else 0,
                     rf_port=FIXED["rf"] if fixed else 0,
                     ar_port=FIXED["ar"] if fixed else 0,
+                    sd_port=FIXED["sd"] if fixed else 0,
                     configure=with_proxies,
+                    apps=True,
                     keys=keys.get,
                     cli_ports=VISOR_CLI_PORTS if fixed else (),
                 ) as sky,
@@ -180,6 +190,7 @@ async def _run(
                 # a pinned name must name the dmsg server the site's client is on
                 on = next(iter(host.sessions))
                 report.names_ok = await _proxy_demo(sky, host.pk, on, site, say)
+                report.apps_ok = await apps_demo(sky, plan, site.port, say)
                 visor_cfg = data_dir / "visor-config.json"
                 cfg = sky.config(keys.get("visor-joining"))
                 cfg.cli_addr = "127.0.0.1:3435"
@@ -194,6 +205,9 @@ async def _run(
                     say(f"  .venv/bin/skywire dmsg curl --disc {net.disc_url} -o /tmp/p.bin {url}")
                     say(f"  .venv/bin/skywire cli visor info --rpc {rpc}")
                     say(f"  .venv/bin/skywire cli visor tp ls --rpc {rpc}")
+                    say(f"  .venv/bin/skywire cli visor app ls --rpc {rpc}")
+                    assert sky.sd is not None
+                    say(f"  .venv/bin/skywire cli proxy list --sd {sky.sd.url}")
                     say(f"  .venv/bin/skywire cli route find {sky.visors[-1].pk} --rpc {rpc}")
                     say(f"  .venv/bin/skywire visor -c {visor_cfg}   # one more visor, joining in")
                     say("press Ctrl-C to stop")

@@ -1,10 +1,11 @@
 """A whole Skywire network on loopback: every service and a row of visors.
 
 On top of a :class:`~skywire.testnet.dmsgnet.LocalDmsgNetwork` (discovery + relay servers) it
-runs transport discovery (SQLite), the address resolver (test mode: loopback addresses), the
-route finder (fed by transport discovery, with measured latencies), a route setup node and
-``visors`` visors configured for them. :meth:`chain` links the visors with ``stcpr`` transports
-in a row, so that a route from the first to the last crosses every intermediate.
+runs transport discovery and service discovery (SQLite with a ``data_dir``, else memory), the
+address resolver (test mode: loopback addresses), the route finder (fed by transport discovery,
+with measured latencies), a route setup node and ``visors`` visors configured for them.
+:meth:`chain` links the visors with ``stcpr`` transports in a row, so that a route from the
+first to the last crosses every intermediate.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from skywire.services.ar.store.memory import MemoryStore as ARMemoryStore
 from skywire.services.rf.api import RouteFinder, RouteFinderServer
 from skywire.services.rf.source import HttpTransportSource
 from skywire.services.rsn import SetupNode
+from skywire.services.sd import SDServer
+from skywire.services.sd.store.memory import MemoryStore as SDMemoryStore
+from skywire.services.sd.store.sqlite import SqliteStore as SDSqliteStore
 from skywire.services.tpd.api import TPDServer
 from skywire.services.tpd.client import TPDRegistry
 from skywire.services.tpd.store.memory import MemoryStore as TPDMemoryStore
@@ -43,6 +47,7 @@ class LocalSkywire:
         tpd_port: int = 0,
         rf_port: int = 0,
         ar_port: int = 0,
+        sd_port: int = 0,
         configure: Callable[[int, VisorConfig], None] | None = None,
         keys: Callable[[str], SecKey] | None = None,
         cli_ports: Sequence[int] = (),
@@ -56,10 +61,11 @@ class LocalSkywire:
         self.n_visors = visors
         self.data_dir = data_dir
         self.latency_interval = latency_interval
-        self.ports = {"tpd": tpd_port, "rf": rf_port, "ar": ar_port}
+        self.ports = {"tpd": tpd_port, "rf": rf_port, "ar": ar_port, "sd": sd_port}
         self.visors: list[Visor] = []
         self.tpd: TPDServer | None = None
         self.ar: ARServer | None = None
+        self.sd: SDServer | None = None
         self.rf: RouteFinderServer | None = None
         self.finder: RouteFinder | None = None
         self.rsn: SetupNode | None = None
@@ -86,6 +92,13 @@ class LocalSkywire:
             tpd_store = TPDMemoryStore()
         await st.enter_async_context(tpd_store)
         self.tpd = await st.enter_async_context(TPDServer(tpd_store, port=self.ports["tpd"]))
+        sd_store: SDMemoryStore | SDSqliteStore
+        if self.data_dir is not None:
+            sd_store = await SDSqliteStore.open(str(self.data_dir / "service-discovery.db"))
+        else:
+            sd_store = SDMemoryStore()
+        await st.enter_async_context(sd_store)
+        self.sd = await st.enter_async_context(SDServer(sd_store, port=self.ports["sd"]))
         ar_store = await st.enter_async_context(ARMemoryStore())
         self.ar = await st.enter_async_context(
             # the UDP side on the HTTP port: where visors look when the URL names a port
@@ -117,6 +130,10 @@ class LocalSkywire:
             cli_addr="127.0.0.1:0",
         )
         cfg.skywire_tcp.listening_address = ""
+        if self.sd is not None:
+            cfg.launcher.service_discovery = self.sd.url
+        if self.apps:  # several visors in one process: each app server on its own port
+            cfg.launcher.server_addr = "127.0.0.1:0"
         return cfg
 
     async def add_visor(self, sk: SecKey | None = None) -> Visor:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from skywire.apps.appnet.proto import (
@@ -182,6 +183,7 @@ class AppServer(Lifecycle):
         *,
         claim_timeout: float = CLAIM_TIMEOUT,
         hello_timeout: float = HELLO_TIMEOUT,
+        on_listen: Callable[[str, str, int, bool], None] | None = None,
     ) -> None:
         if claim_timeout <= 0 or hello_timeout <= 0:
             raise ValueError("timeouts must be positive")
@@ -190,6 +192,7 @@ class AppServer(Lifecycle):
         self.addr = addr
         self.claim_timeout = claim_timeout
         self.hello_timeout = hello_timeout
+        self._on_listen = on_listen  # (app name, net, port, listening now)
         self._procs: dict[str, AppProc] = {}  # by proc key, while registered
         self._by_name: dict[str, AppProc] = {}  # the latest run of each app (kept for reports)
         self._ports: dict[tuple[Net, int], AppProc] = {}
@@ -265,6 +268,7 @@ class AppServer(Lifecycle):
         for key, _ in listeners:
             if self._ports.get(key) is proc:
                 del self._ports[key]
+            self._listening(proc, key, False)
         streams = []
         for conn_id in list(proc.pending):
             entry = self._pending.pop(conn_id, None)
@@ -362,6 +366,7 @@ class AppServer(Lifecycle):
                     return
                 if self._ports.get((net, port)) is proc:
                     del self._ports[(net, port)]
+                self._listening(proc, (net, port), False)
                 with contextlib.suppress(*STREAM_ERRORS, DmsgError):
                     await listener.close()
             case ListenRequest(net=net, port=port):
@@ -392,7 +397,16 @@ class AppServer(Lifecycle):
         self._ports[(net, port)] = proc
         proc.listeners[(net, port)] = listener
         self._tasks.spawn(self._accept(proc, net, port, listener), f"appserver-accept-{port}")
+        self._listening(proc, (net, port), True)
         return True
+
+    def _listening(self, proc: AppProc, key: tuple[Net, int], up: bool) -> None:
+        if self._on_listen is None:
+            return
+        try:
+            self._on_listen(proc.app_name, key[0].value, key[1], up)
+        except Exception:  # the listener's bug must not break the app's session
+            log.exception("app server on_listen callback failed")
 
     async def _accept(self, proc: AppProc, net: Net, port: int, listener: Listener) -> None:
         proc.track()

@@ -28,6 +28,7 @@ from skywire.routing.route import Hop
 from skywire.services.ar.client import ARClient
 from skywire.services.dmsgdisc.client import DiscClient
 from skywire.services.rf.client import RFClient
+from skywire.services.sd.client import SDClient
 from skywire.transport.localaddr import local_addresses
 from skywire.transport.manager import (
     REGISTRY_ERRORS,
@@ -37,6 +38,7 @@ from skywire.transport.manager import (
 )
 from skywire.transport.network import DmsgNetwork, Network, TCPNetwork, static_table
 from skywire.transport.resolved import StcprNetwork, SudphNetwork
+from skywire.visor.appdisc import AppAnnouncer
 from skywire.visor.appserver import AppServer
 from skywire.visor.config import AppConfig, VisorConfig
 from skywire.visor.echo import PingResult, RouteEcho, route_ping
@@ -94,6 +96,7 @@ class Visor:
         self.config_path = Path(config_path) if config_path is not None else None
         self.app_server: AppServer | None = None
         self._launcher: Launcher | None = None
+        self.announcer: AppAnnouncer | None = None
         # What start() brought up, closed in reverse by close().
         self._stack = contextlib.AsyncExitStack()
 
@@ -192,8 +195,12 @@ class Visor:
         assert self.router is not None
         cfg = self.cfg
         host, port = split_addr(cfg.launcher.server_addr)
+        announcer = await self._announcer()
         server = AppServer(
-            self.router, self.dmsg, (host if host != "localhost" else "127.0.0.1", port)
+            self.router,
+            self.dmsg,
+            (host if host != "localhost" else "127.0.0.1", port),
+            on_listen=announcer.listening if announcer is not None else None,
         )
         self.app_server = await self._stack.enter_async_context(server)
         self._launcher = await self._stack.enter_async_context(
@@ -205,6 +212,26 @@ class Visor:
                 bin_path=cfg.launcher.bin_path,
             )
         )
+
+    async def _announcer(self) -> AppAnnouncer | None:
+        """Public skysocks / vpn-server apps listed in service discovery under this visor's
+        key while they listen (none without a ``launcher.service_discovery`` URL)."""
+        url = self.cfg.launcher.service_discovery
+        if not url:
+            return None
+        sd = await self._stack.enter_async_context(SDClient(url, self.cfg.sk))
+
+        def lookup(name: str) -> tuple[int, list[str]] | None:
+            launcher = self._launcher
+            if launcher is None:
+                return None
+            conf = next((a for a in launcher.apps() if a.name == name), None)
+            return None if conf is None else (conf.port, conf.args)
+
+        self.announcer = await self._stack.enter_async_context(
+            AppAnnouncer(sd, self.pk, lookup, version=__version__)
+        )
+        return self.announcer
 
     @property
     def launcher(self) -> Launcher | None:

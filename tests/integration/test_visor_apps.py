@@ -1,12 +1,14 @@
 """The app layer end to end: two visors launch skysocks (server) and skysocks-client as their
 own processes from their launcher configs; the apps reach routes through the visors' app
-servers; a SOCKS5 request to the client crosses a 2-hop route and reaches a site on the far
-side. The control API lists the apps, stops and starts them, and shows their logs."""
+servers; SOCKS5 requests to the client (100 concurrent curl processes) cross a 2-hop route and
+reach a site on the far side. The control API lists the apps, stops and starts them, and shows
+their logs."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import socket
 import sys
 from pathlib import Path
@@ -31,6 +33,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 async def test_skysocks_apps_carry_socks5_over_a_two_hop_route(tmp_path: Path) -> None:
     keys = {f"visor-{i}": SecKey.generate() for i in range(3)}
     keys["setup-node"] = SecKey.generate()
@@ -91,10 +94,22 @@ async def test_skysocks_apps_carry_socks5_over_a_two_hop_route(tmp_path: Path) -
                 except (OSError, AssertionError, asyncio.IncompleteReadError):
                     await asyncio.sleep(0.2)  # the app process is still starting or dialling
         assert body == item_body(7)
-        bodies = await asyncio.gather(
-            *(http_get(("127.0.0.1", socks_port), site_port, f"/item/{n}") for n in range(20))
-        )
-        assert bodies == [item_body(n) for n in range(20)]
+
+        # 100 concurrent curl processes through the client app, every body checked
+        async def curl(n: int) -> bytes:
+            proc = await asyncio.create_subprocess_exec(
+                "curl", "-sS", "--fail", "--max-time", "60",
+                "--socks5-hostname", f"127.0.0.1:{socks_port}",
+                f"http://127.0.0.1:{site_port}/item/{n}",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await proc.communicate()
+            assert proc.returncode == 0, (n, err)
+            return out
+
+        bodies = await asyncio.gather(*(curl(n) for n in range(100)))
+        assert bodies == [item_body(n) for n in range(100)]
         assert a.app_server is not None
         assert a.app_server.report("skysocks-client").connected
 

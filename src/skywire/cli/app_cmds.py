@@ -79,7 +79,12 @@ STATE_STYLE = {
 def status_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="apps")
     for col in ("name", "state", "port", "auto", "pid", "uptime", "restarts", "last error"):
-        table.add_column(col, justify="right" if col in ("port", "pid", "restarts") else "left")
+        table.add_column(
+            col,
+            justify="right" if col in ("port", "pid", "restarts") else "left",
+            no_wrap=col != "last error",  # names are typed back: never cut; the error folds
+            overflow="fold" if col == "last error" else "ellipsis",
+        )
     for r in rows:
         state = str(r.get("state", "?"))
         style = STATE_STYLE.get(state, "")

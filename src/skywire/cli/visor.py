@@ -129,6 +129,8 @@ def visor_info(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -
         out.print_json(json.dumps(info))
         return
     table = Table(show_header=False, box=None)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # a key folds onto the next line, it is never cut
     for key, value in info.items():
         if isinstance(value, list):
             value = "\n".join(map(str, value)) or "-"

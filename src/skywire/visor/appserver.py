@@ -200,6 +200,7 @@ class AppServer(Lifecycle):
         self._server: asyncio.Server | None = None
         self._bound: tuple[str, int] | None = None
         self._tasks = TaskTree("appserver", log)
+        self._changed = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -233,6 +234,17 @@ class AppServer(Lifecycle):
             raise RuntimeError("the app server is not started")
         host, port = self._bound
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    async def wait_until(self, condition: Callable[[], bool], timeout: float) -> None:
+        """Wait until ``condition()`` holds, checked whenever an app connects, disconnects,
+        listens, stops listening or reports a status; ``TimeoutError`` after ``timeout``."""
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await self._changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     def task_count(self) -> int:
         """Tasks running under this server (connections, accept loops, dials, splices)."""
@@ -328,6 +340,7 @@ class AppServer(Lifecycle):
         proc.control = stream
         proc.track()
         log.info("app server: %s connected", proc.app_name)
+        self._notify()
         try:
             while line := await stream.reader.readline():
                 try:
@@ -352,13 +365,16 @@ class AppServer(Lifecycle):
             log.info("app server: %s disconnected", proc.app_name)
             if proc.control is stream:
                 await self._end_session(proc)
+            self._notify()
 
     async def _handle(self, proc: AppProc, req: Request) -> None:
         match req:
             case StatusRequest(text=text):
                 proc.status = text
+                self._notify()
             case ErrorRequest(text=text):
                 proc.error = text
+                self._notify()
             case CloseListenerRequest(net=net, port=port):
                 listener = proc.listeners.pop((net, port), None)
                 if listener is None:
@@ -401,6 +417,7 @@ class AppServer(Lifecycle):
         return True
 
     def _listening(self, proc: AppProc, key: tuple[Net, int], up: bool) -> None:
+        self._notify()
         if self._on_listen is None:
             return
         try:

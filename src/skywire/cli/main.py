@@ -1,4 +1,8 @@
-"""``skywire``: the root of the command tree."""
+"""``skywire``: the root of the command tree.
+
+The sub-commands live in their own modules and are imported only when one of them runs
+(:mod:`skywire.cli.lazy`): the tables below name them, with the line each shows in ``--help``.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,49 @@ import typer
 
 from skywire import __version__
 from skywire.cli.common import ROOT_LOGGING, LogFormatOption, LogLevelOption, setup_logging
+from skywire.cli.lazy import Lazy, lazy_group
+
+ROOT = [
+    Lazy("testnet", "skywire.cli.demo", "register", "Run a whole Skywire network on loopback."),
+    Lazy("visor", "skywire.cli.main", "register_visor", "Run a visor until interrupted."),
+    Lazy("cli", "skywire.cli.main", "register_visor", "Configure and control a visor."),
+    Lazy(
+        "app",
+        "skywire.cli.app",
+        "register",
+        "Apps as the visor's launcher runs them (each needs PROC_CONFIG).",
+    ),
+]
+DMSG = [
+    Lazy("curl", "skywire.cli.dmsg", "register", "Fetch a URL over dmsg."),
+    Lazy("http", "skywire.cli.dmsg", "register", "Serve a directory over dmsg HTTP."),
+    Lazy("server", "skywire.cli.dmsg", "register", "The dmsg relay server."),
+    Lazy("disc", "skywire.cli.dmsg_disc", "register", "Run the dmsg discovery service."),
+    Lazy("web", "skywire.cli.dmsg_web", "register", "Serve <pk>.dmsg names to browsers and curl."),
+]
+SVC = [
+    Lazy("tpd", "skywire.cli.svc_tpd", "register", "Run the transport discovery."),
+    Lazy("ar", "skywire.cli.svc_ar", "register", "Run the address resolver."),
+    Lazy("rf", "skywire.cli.svc_rf", "register", "Run the route finder."),
+    Lazy("sn", "skywire.cli.svc_rsn", "register", "Run a route setup node."),
+    Lazy("sd", "skywire.cli.svc_sd", "register", "Run the service discovery."),
+]
 
 app = typer.Typer(
     name="skywire",
     help="Skywire in Python: a decentralized overlay network addressed by secp256k1 public keys.",
     no_args_is_help=True,
     add_completion=False,
+    cls=lazy_group(ROOT),
 )
 
-dmsg_app = typer.Typer(help="dmsg: discovery, relay servers, clients and HTTP over dmsg.")
+dmsg_app = typer.Typer(
+    help="dmsg: discovery, relay servers, clients and HTTP over dmsg.", cls=lazy_group(DMSG)
+)
 app.add_typer(dmsg_app, name="dmsg")
 svc_app = typer.Typer(
-    help="Network services: transport discovery, address resolver, route finder, setup node, "
-    "service discovery."
+    help="Network services: discovery, resolver, route finder, setup node.",
+    cls=lazy_group(SVC),
 )
 app.add_typer(svc_app, name="svc")
 
@@ -44,41 +78,12 @@ def version() -> None:
     typer.echo(__version__)
 
 
-def _register() -> None:
-    """Attach the sub-commands that live in their own modules."""
-    from skywire.cli import app as app_process
-    from skywire.cli import (
-        app_cmds,
-        debug,
-        demo,
-        dmsg,
-        dmsg_disc,
-        dmsg_web,
-        proxy,
-        skynet,
-        svc_ar,
-        svc_rf,
-        svc_rsn,
-        svc_sd,
-        svc_tpd,
-        visor,
-    )
+def register_visor(app: typer.Typer) -> None:
+    """``skywire visor`` and the ``skywire cli …`` tree (its parts live in several modules)."""
+    from skywire.cli import app_cmds, debug, proxy, skynet, visor
 
-    demo.register(app)
     visor.register(app)
     debug.register(visor.cli_app)
     app_cmds.register(visor.visor_app)
     proxy.register(visor.cli_app)
-    app_process.register(app)
     skynet.register()
-    dmsg.register(dmsg_app)
-    dmsg_disc.register(dmsg_app)
-    dmsg_web.register(dmsg_app)
-    svc_rf.register(svc_app)
-    svc_tpd.register(svc_app)
-    svc_ar.register(svc_app)
-    svc_rsn.register(svc_app)
-    svc_sd.register(svc_app)
-
-
-_register()

@@ -12,25 +12,67 @@ This package uses nothing of ours but :mod:`skywire.cipher`, so every layer may 
 
 from __future__ import annotations
 
-from skywire.debug import memory
-from skywire.debug.errors import DebugError, DebugParamError, ProfilerBusyError
-from skywire.debug.mount import Gate, caller_key, mount_debug, parse_level, whitelist_gate
-from skywire.debug.profile import sample_profile
-from skywire.debug.ring import (
-    LogLine,
-    LogRing,
-    RingHandler,
-    default_ring,
-    install_ring_handler,
-)
-from skywire.debug.tasks import (
-    StackFrame,
-    TaskInfo,
-    dump_tasks,
-    install_task_clock,
-    snapshot_tasks,
-    task_clock_installed,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from skywire.debug import memory
+    from skywire.debug.errors import DebugError, DebugParamError, ProfilerBusyError
+    from skywire.debug.mount import Gate, caller_key, mount_debug, parse_level, whitelist_gate
+    from skywire.debug.profile import sample_profile
+    from skywire.debug.ring import (
+        LogLine,
+        LogRing,
+        RingHandler,
+        default_ring,
+        install_ring_handler,
+    )
+    from skywire.debug.tasks import (
+        StackFrame,
+        TaskInfo,
+        dump_tasks,
+        install_task_clock,
+        snapshot_tasks,
+        task_clock_installed,
+    )
+
+# Each name is imported from its module when first used, so that a process wanting only the
+# log ring (every command sets up logging) does not import aiohttp's server with the routes.
+_WHERE = {
+    "memory": "skywire.debug.memory",
+    **dict.fromkeys(("DebugError", "DebugParamError", "ProfilerBusyError"), "skywire.debug.errors"),
+    **dict.fromkeys(
+        ("Gate", "caller_key", "mount_debug", "parse_level", "whitelist_gate"),
+        "skywire.debug.mount",
+    ),
+    "sample_profile": "skywire.debug.profile",
+    **dict.fromkeys(
+        ("LogLine", "LogRing", "RingHandler", "default_ring", "install_ring_handler"),
+        "skywire.debug.ring",
+    ),
+    **dict.fromkeys(
+        (
+            "StackFrame",
+            "TaskInfo",
+            "dump_tasks",
+            "install_task_clock",
+            "snapshot_tasks",
+            "task_clock_installed",
+        ),
+        "skywire.debug.tasks",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'skywire.debug' has no attribute {name!r}")
+    module = importlib.import_module(where)
+    value = module if name == "memory" else getattr(module, name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DebugError",

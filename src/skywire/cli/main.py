@@ -16,12 +16,7 @@ ROOT = [
     Lazy("testnet", "skywire.cli.demo", "register", "Run a whole Skywire network on loopback."),
     Lazy("visor", "skywire.cli.main", "register_visor", "Run a visor until interrupted."),
     Lazy("cli", "skywire.cli.main", "register_visor", "Configure and control a visor."),
-    Lazy(
-        "app",
-        "skywire.cli.app",
-        "register",
-        "Apps as the visor's launcher runs them (each needs PROC_CONFIG).",
-    ),
+    Lazy("app", "skywire.cli.app", "register", "Apps as the visor's launcher runs them."),
 ]
 DMSG = [
     Lazy("curl", "skywire.cli.dmsg", "register", "Fetch a URL over dmsg."),

@@ -19,7 +19,7 @@ ROOT = [
     Lazy("app", "skywire.cli.app", "register", "Apps as the visor's launcher runs them."),
 ]
 DMSG = [
-    Lazy("curl", "skywire.cli.dmsg", "register", "Fetch a URL over dmsg."),
+    Lazy("curl", "skywire.cli.dmsg_curl", "register", "Fetch a URL over dmsg."),
     Lazy("http", "skywire.cli.dmsg", "register", "Serve a directory over dmsg HTTP."),
     Lazy("server", "skywire.cli.dmsg", "register", "The dmsg relay server."),
     Lazy("disc", "skywire.cli.dmsg_disc", "register", "Run the dmsg discovery service."),

@@ -14,17 +14,44 @@ Upstream behaviour (spec dmsg.md §7):
   every failure is an ``httpx.TransportError``.
 """
 
-from skywire.dmsg.http.client import DmsgTransport, fetch, fetch_stream
-from skywire.dmsg.http.server import (
-    IDLE_TIMEOUT,
-    READ_HEADER_TIMEOUT,
-    SHUTDOWN_TIMEOUT,
-    HTTPServer,
-    serve_app,
-)
-from skywire.dmsg.http.static import add_static
-from skywire.dmsg.http.transport import READ_CHUNK, StreamTransport
-from skywire.dmsg.http.url import DEFAULT_HTTP_PORT, DmsgURL, DmsgURLError
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from skywire.dmsg.http.client import DmsgTransport, fetch, fetch_stream
+    from skywire.dmsg.http.server import (
+        IDLE_TIMEOUT,
+        READ_HEADER_TIMEOUT,
+        SHUTDOWN_TIMEOUT,
+        HTTPServer,
+        serve_app,
+    )
+    from skywire.dmsg.http.static import add_static
+    from skywire.dmsg.http.transport import READ_CHUNK, StreamTransport
+    from skywire.dmsg.http.url import DEFAULT_HTTP_PORT, DmsgURL, DmsgURLError
+
+# Imported from their modules on first use: a client (``skywire dmsg curl``) then loads
+# neither aiohttp's server nor the static file handler.
+_WHERE = {
+    **dict.fromkeys(("DmsgTransport", "fetch", "fetch_stream"), "skywire.dmsg.http.client"),
+    **dict.fromkeys(
+        ("IDLE_TIMEOUT", "READ_HEADER_TIMEOUT", "SHUTDOWN_TIMEOUT", "HTTPServer", "serve_app"),
+        "skywire.dmsg.http.server",
+    ),
+    "add_static": "skywire.dmsg.http.static",
+    **dict.fromkeys(("READ_CHUNK", "StreamTransport"), "skywire.dmsg.http.transport"),
+    **dict.fromkeys(("DEFAULT_HTTP_PORT", "DmsgURL", "DmsgURLError"), "skywire.dmsg.http.url"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'skywire.dmsg.http' has no attribute {name!r}")
+    value = getattr(importlib.import_module(where), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DEFAULT_HTTP_PORT",

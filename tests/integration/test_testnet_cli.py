@@ -18,16 +18,37 @@ from skywire.dmsg.http import HTTPServer, add_static
 from skywire.dmsg.server import ServerConfig
 from skywire.testnet.dmsgnet import LocalDmsgNetwork
 from skywire.testnet.run import run_local_network
+from tests.integration.test_launcher import children_of_me
 
 pytestmark = pytest.mark.timeout(120)
 SKYWIRE = [sys.executable, "-m", "skywire.cli"]
 
 
+def alive(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
 async def test_main_job_fetches_through_the_local_network(tmp_path: Path) -> None:
     lines: list[str] = []
-    report = await run_local_network(
-        tmp_path, size=3 << 20, disc_port=0, once=True, say=lines.append
+    stop = asyncio.Event()
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if line == "press Ctrl-C to stop":
+            stop.set()  # as Ctrl-C would, once the network says it is up
+
+    report = await run_local_network(tmp_path, size=3 << 20, disc_port=0, stop=stop, say=say)
+    # every part was its own process, and none is left
+    parts = [line.split()[0] for line in lines if " up, pid " in line]
+    assert sorted(parts) == sorted(
+        ["disc", "relay-0", "relay-1", "tpd", "ar", "sd", "rf", "sn", "site"]
+        + [f"visor-{i}" for i in range(4)]
     )
+    assert children_of_me() == []
+    pids = [int(line.split()[-1]) for line in lines if " up, pid " in line]
+    pids += [int(line.rstrip(")").split()[-1]) for line in lines if line.startswith("app ")]
+    assert len(pids) == 13 + 4 and alive(pids) == []  # the parts, and the visors' apps
+    assert (tmp_path / "logs" / "visor-0.log").stat().st_size > 0
     assert report.sha256_ok and report.file_bytes == 3 << 20
     assert report.route_ok
     assert report.names_ok  # the demo site through the proxies, by all five kinds of names

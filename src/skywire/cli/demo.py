@@ -23,14 +23,23 @@ def register(app: typer.Typer) -> None:
         once: Annotated[
             bool, typer.Option("--once", help="Exit after the fetch instead of staying up.")
         ] = False,
+        verbose: Annotated[
+            bool,
+            typer.Option(
+                "--verbose", "-v", help="Print every log line of every part (else warnings)."
+            ),
+        ] = False,
     ) -> None:
         """Run a whole Skywire network on loopback and use it.
 
-        dmsg: discovery (SQLite), two relay servers, a file server over dmsghttp and a fetch
-        through it. Skywire: transport discovery, address resolver, route finder, setup node and
-        four visors linked by stcpr transports; a 3-hop route carries a file from the last visor
-        to the first. Every step is printed with its timing; the network then stays up until
-        Ctrl-C (or exits with --once).
+        Every part is its own process, as in a deployment: dmsg discovery (SQLite), two relay
+        servers, the demo site (a file server over dmsghttp), transport and service discovery,
+        address resolver, route finder, setup node and four visors with apps. This process
+        fetches a file over dmsg, links the visors with stcpr transports, pulls a file across a
+        3-hop route, fetches the demo site through the resolving proxies and uses skysocks and
+        skychat. Every step is printed with its timing; parts' warnings are printed with the
+        part's name (all lines with --verbose; full logs in <data-dir>/logs/). The network then
+        stays up until Ctrl-C stops every part (or exits with --once).
         """
         from skywire.cli.common import run_until_interrupted
         from skywire.testnet.run import run_local_network
@@ -40,7 +49,13 @@ def register(app: typer.Typer) -> None:
 
         async def main(stop: asyncio.Event) -> None:
             report = await run_local_network(
-                data_dir, size=size_mb << 20, disc_port=disc_port, once=once, stop=stop, say=say
+                data_dir,
+                size=size_mb << 20,
+                disc_port=disc_port,
+                once=once,
+                stop=stop,
+                say=say,
+                verbose=verbose,
             )
             if not (report.sha256_ok and report.route_ok and report.apps_ok):
                 raise typer.Exit(1)

@@ -18,16 +18,20 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
-from skywire.cipher import PubKey
+from skywire.cipher import PubKey, SecKey
+from skywire.services.sd import SDClient
+from skywire.services.sd.entry import ServiceType
 from skywire.testnet.demo import socks5_get
-from skywire.testnet.skynet import LocalSkywire
-from skywire.visor.app_values import AppState
 from skywire.visor.config import AppConfig, VisorConfig
+from skywire.visor.rpc import RPCClient
 
-__all__ = ["AppPlan", "apps_demo"]
+__all__ = ["AppPlan", "VisorRef", "apps_demo"]
+
+Say = Callable[[str], None]
 
 SERVER, CLIENT, CHAT_A, CHAT_B = 2, 0, 0, 3
 """Which visor runs what: the route client → server has exactly 2 hops in the row."""
@@ -79,51 +83,81 @@ def _app(name: str, port: int, args: list[str]) -> AppConfig:
     return AppConfig(name=name, binary="skywire", auto_start=True, port=port, args=args)
 
 
+@dataclass
+class VisorRef:
+    """A visor of the network as a user reaches it: its key and its control API."""
+
+    pk: PubKey
+    rpc: str
+
+
 async def apps_demo(
-    sky: LocalSkywire, plan: AppPlan, site_port: int, say: Callable[[str], None]
+    visors: list[VisorRef], sd_url: str, plan: AppPlan, site_port: int, say: Say
 ) -> bool:
     """Wait for every app, then use each; prints what to try by hand. True when all worked."""
     say("")
     t0 = time.monotonic()
-    for i, v in enumerate(sky.visors):
-        if v.launcher is None:
-            continue
-        for name in v.launcher.names():
-            await v.launcher.wait_for(name, lambda s: s.state is AppState.RUNNING, READY_TIMEOUT)
-            say(f"app {name:<15} running on visor {i} (pid {v.launcher.status(name).pid})")
-    ok = await _skysocks(sky, plan, site_port, say)
-    ok = await _skychat(sky, plan, say) and ok
+    try:
+        for i in sorted({SERVER, CLIENT, *plan.pages}):
+            for row in await _apps_running(visors[i]):
+                say(f"app {row['name']:<15} running on visor {i} (pid {row['pid']})")
+    except TimeoutError:
+        say("apps                FAILED: not all apps are running (skywire cli visor app ls)")
+        return False
+    ok = await _skysocks(visors, sd_url, plan, site_port, say)
+    ok = await _skychat(visors, plan, say) and ok
     if ok:
         say(f"apps                all checked in {time.monotonic() - t0:.1f} s")
     say(f"  curl --socks5-hostname 127.0.0.1:{plan.socks} http://127.0.0.1:{site_port}/")
     for i, port in plan.pages.items():
-        say(f"  skychat of visor {i}: http://127.0.0.1:{port}/  (its key {sky.visors[i].pk})")
+        say(f"  skychat of visor {i}: http://127.0.0.1:{port}/  (its key {visors[i].pk})")
     return ok
 
 
-async def _skysocks(
-    sky: LocalSkywire, plan: AppPlan, site_port: int, say: Callable[[str], None]
-) -> bool:
-    server = sky.visors[SERVER]
-    ann = server.announcer
-    if ann is not None:
+async def _apps_running(v: VisorRef) -> list[dict[str, Any]]:
+    """The visor's app rows once every app runs (its control API, polled)."""
+    rpc = RPCClient(v.rpc, timeout=5.0)
+    async with asyncio.timeout(READY_TIMEOUT):
+        while True:
+            rows: list[dict[str, Any]] = await rpc.call("GET", "/apps")
+            if all(r["state"] == "running" for r in rows):
+                return rows
+            await asyncio.sleep(0.1)  # another process: the apps are starting
+
+
+async def _listed(sd_url: str, server: PubKey) -> list[str]:
+    """The skysocks entries of service discovery, once the server's visor announced it."""
+    async with SDClient(sd_url, SecKey.generate()) as sd:
         with contextlib.suppress(TimeoutError):
-            await ann.wait_until(lambda: bool(ann.registered()), READY_TIMEOUT)
-        listed = [str(e.addr) for e in ann.registered()]
-        url = sky.sd.url if sky.sd else "-"
-        say(f"service discovery   {url} lists skysocks {', '.join(listed) or 'NOTHING'}")
+            async with asyncio.timeout(READY_TIMEOUT):
+                while True:
+                    listed = [str(e.addr) for e in await sd.services(ServiceType.SKYSOCKS)]
+                    if any(a.startswith(server.hex()) for a in listed):
+                        return listed
+                    await asyncio.sleep(0.1)  # another process: the visor registers it
+    return []
+
+
+async def _skysocks(
+    visors: list[VisorRef], sd_url: str, plan: AppPlan, site_port: int, say: Say
+) -> bool:
+    listed = await _listed(sd_url, visors[SERVER].pk)
+    say(f"service discovery   {sd_url} lists skysocks {', '.join(listed) or 'NOTHING'}")
     t0 = time.monotonic()
     status, body, why = 0, "", ""
-    async with asyncio.timeout(READY_TIMEOUT):
-        while status != 200:
-            try:
-                status, body = await socks5_get(("127.0.0.1", plan.socks), f"127.0.0.1:{site_port}")
-                why = f"status {status}"
-            except (OSError, asyncio.IncompleteReadError) as exc:
-                why = f"{type(exc).__name__}: {exc}"
-            if status != 200:
-                await asyncio.sleep(0.2)  # the client app is dialling its route
-    hops = _hops(sky)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(READY_TIMEOUT):
+            while status != 200:
+                try:
+                    status, body = await socks5_get(
+                        ("127.0.0.1", plan.socks), f"127.0.0.1:{site_port}"
+                    )
+                    why = f"status {status}"
+                except (OSError, asyncio.IncompleteReadError) as exc:
+                    why = f"{type(exc).__name__}: {exc}"
+                if status != 200:
+                    await asyncio.sleep(0.2)  # the client app is dialling its route
+    hops = await _hops(visors[CLIENT], visors[SERVER].pk)
     good = status == 200 and "Welcome to" in body
     say(
         f"skysocks            GET through 127.0.0.1:{plan.socks} → visor 0 → 1 → 2 → site: "
@@ -133,21 +167,14 @@ async def _skysocks(
     return good
 
 
-def _hops(sky: LocalSkywire) -> str:
-    router = sky.visors[CLIENT].router
-    if router is None:
-        return "?"
-    server = sky.visors[SERVER].pk
-    counts = {
-        len(rg.route.forward)
-        for rg in router.route_groups
-        if rg.route is not None and rg.remote_pk == server
-    }
+async def _hops(client: VisorRef, server: PubKey) -> str:
+    rows = await RPCClient(client.rpc, timeout=5.0).call("GET", "/routes")
+    counts = {r["hops"] for r in rows if r["remote_pk"] == server.hex() and r.get("hops")}
     return "/".join(str(n) for n in sorted(counts)) or "?"
 
 
-async def _skychat(sky: LocalSkywire, plan: AppPlan, say: Callable[[str], None]) -> bool:
-    a, b = sky.visors[CHAT_A], sky.visors[CHAT_B]
+async def _skychat(visors: list[VisorRef], plan: AppPlan, say: Say) -> bool:
+    a, b = visors[CHAT_A], visors[CHAT_B]
     text = f"hello from visor {CHAT_A} at {time.strftime('%H:%M:%S')}"
     page_a = f"http://127.0.0.1:{plan.pages[CHAT_A]}"
     page_b = f"http://127.0.0.1:{plan.pages[CHAT_B]}"

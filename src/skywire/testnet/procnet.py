@@ -11,112 +11,17 @@ part comes back where its peers expect it. Every part logs to ``<data_dir>/<name
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from skywire.cipher import PubKey, SecKey
 from skywire.dmsg.server import ServerConfig
+from skywire.testnet.parts import Part, PartError, wait_disc_entry, wait_visor
 from skywire.visor.config import PersistentTransport, VisorConfig
 
 __all__ = ["Part", "PartError", "ProcessNetwork"]
-
-STARTUP_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
-
-
-class PartError(RuntimeError):
-    """A part did not start (its log's last lines say why)."""
-
-
-@dataclass
-class Part:
-    """One process of the network."""
-
-    name: str
-    argv: list[str]
-    port: int | None
-    """A TCP port the part listens on once it is up (``None``: the caller knows when)."""
-    log: Path
-    env: dict[str, str] = field(default_factory=dict)
-    proc: asyncio.subprocess.Process | None = None
-    starts: int = 0
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
-
-    async def start(self) -> None:
-        if self.running:
-            return
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as out:
-            out.write(f"---- start {self.starts + 1}: {' '.join(self.argv)}\n".encode())
-            out.flush()
-            self.proc = await asyncio.create_subprocess_exec(
-                *self.argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-                env={**os.environ, **self.env},
-                start_new_session=True,
-            )
-        self.starts += 1
-        if self.port is not None:
-            await self._wait_listening(self.port)
-
-    async def _wait_listening(self, port: int) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + STARTUP_TIMEOUT
-        assert self.proc is not None
-        while True:
-            if self.proc.returncode is not None:
-                raise PartError(f"{self.name} exited ({self.proc.returncode}): {self.tail()}")
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                if loop.time() > deadline:
-                    raise PartError(
-                        f"{self.name} not listening on {port} after "
-                        f"{STARTUP_TIMEOUT:g} s: {self.tail()}"
-                    ) from None
-                await asyncio.sleep(0.05)
-                continue
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            return
-
-    async def kill(self) -> None:
-        """``SIGKILL``, as a crash: nothing of the part's own shutdown runs."""
-        if self.running:
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGKILL)
-            await self.proc.wait()
-
-    async def stop(self) -> None:
-        """``SIGTERM``, then ``SIGKILL`` if it has not ended in time."""
-        if not self.running:
-            return
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(STOP_TIMEOUT):
-                await self.proc.wait()
-        except TimeoutError:
-            await self.kill()
-
-    def tail(self, lines: int = 8) -> str:
-        try:
-            text = self.log.read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no log)"
-        return " | ".join(text[-lines:])
 
 
 class ProcessNetwork:
@@ -290,45 +195,12 @@ class ProcessNetwork:
         await self._wait_entry(self.setup_pk, part)
 
     async def _wait_entry(self, pk: PubKey, part: Part) -> None:
-        import aiohttp
-
-        url = f"{self.disc_url}/dmsg-discovery/entry/{pk.hex()}"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + STARTUP_TIMEOUT
-        async with aiohttp.ClientSession() as http:
-            while True:
-                if part.proc is not None and part.proc.returncode is not None:
-                    raise PartError(f"{part.name} exited: {part.tail()}")
-                with contextlib.suppress(aiohttp.ClientError, OSError):
-                    async with http.get(url) as resp:
-                        if resp.status == 200:
-                            doc = await resp.json(content_type=None)
-                            client = doc.get("client") if isinstance(doc, dict) else None
-                            if client and client.get("delegated_servers"):
-                                return
-                if loop.time() > deadline:
-                    raise PartError(f"{part.name}: no discovery entry: {part.tail()}")
-                await asyncio.sleep(0.05)
+        await wait_disc_entry(self.disc_url, pk.hex(), part)
 
     async def visor_ready(self, i: int, *, transports: int = 0) -> dict[str, object]:
         """Wait until visor ``i`` has its dmsg sessions and at least ``transports``
         transports up; its ``visor info``."""
-        from skywire.visor.rpc import RPCClient, RPCClientError
-
-        rpc = RPCClient(self.rpc_addr(i), timeout=5.0)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + STARTUP_TIMEOUT
-        part = self.parts[f"visor-{i}"]
-        while True:
-            with contextlib.suppress(RPCClientError):
-                info = await rpc.call("GET", "/visor/info")
-                if info["dmsg_servers"] and int(info["transports"]) >= transports:
-                    return dict(info)
-            if not part.running:
-                raise PartError(f"{part.name} exited: {part.tail()}")
-            if loop.time() > deadline:
-                raise PartError(f"{part.name} not ready: {part.tail()}")
-            await asyncio.sleep(0.05)
+        return await wait_visor(self.rpc_addr(i), self.parts[f"visor-{i}"], transports=transports)
 
     async def kill(self, name: str) -> None:
         await self.parts[name].kill()

@@ -1,32 +1,36 @@
-"""The main job: a whole dmsg network on loopback, a file served over it, and a fetch through it.
+"""The main job: a whole Skywire network on loopback, run like a deployment, and used.
 
-Discovery on SQLite, two relay servers, a file server behind dmsghttp on one client, and a second
-client that fetches the file, checks it and reports how fast each step was. Then the network
-stays up (unless ``once``) so other tools can use it, until Ctrl-C closes everything.
+Every service, relay server, visor and the demo site is its own process
+(:mod:`skywire.testnet.deploy`); this process is the supervisor and the user: it fetches a file
+over dmsg as a client would, links the visors with transports through their control APIs,
+pulls a file across a 3-hop route through visor 0's ``.skynet`` proxy, fetches the demo site by
+the five kinds of names, and uses the apps. Then the network stays up (unless ``once``) so
+other tools can use it, until Ctrl-C stops every part.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import os
 import statistics
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import web
-
-from skywire.cipher import PubKey
-from skywire.dmsg.http import HTTPServer, add_static, fetch_stream
-from skywire.testnet.appdemo import AppPlan, apps_demo
-from skywire.testnet.demo import DemoSite, add_demo_pages, check_names, demo_names
-from skywire.testnet.dmsgnet import LocalDmsgNetwork
+from skywire.cipher import PubKey, SecKey
+from skywire.dmsg.client import Client
+from skywire.dmsg.http.client import fetch_stream
+from skywire.services.dmsgdisc.client import DiscClient
+from skywire.testnet.appdemo import AppPlan, VisorRef, apps_demo
+from skywire.testnet.demo import check_names, demo_names
+from skywire.testnet.deploy import VISORS, Deployment, Ports
 from skywire.testnet.keys import KeyBook
-from skywire.testnet.skynet import LocalSkywire
-from skywire.transport.manager import ManagedTransport
-from skywire.visor.config import VisorConfig
+from skywire.testnet.routedemo import route_fetch
+from skywire.visor.rpc import RPCClient
 from skywire.visor.statelock import StateLock, check_ports_free
 
 Say = Callable[[str], None]
@@ -72,170 +76,174 @@ async def run_local_network(
     once: bool = False,
     stop: asyncio.Event | None = None,
     say: Say = print,
+    verbose: bool = False,
 ) -> RunReport:
+    """``verbose``: print every output line of every part (otherwise warnings and errors)."""
     # Before anything is written: one network per state folder, and its ports free.
     fixed = disc_port != 0  # the well-known testnet ports, as `cli config gen --testnet`
+    ports = Ports.fixed(disc_port) if fixed else Ports.free()
+    apps = AppPlan(fixed=fixed)
     with StateLock(data_dir, "testnet.lock"):
         if fixed:
-            check_ports_free(("testnet", "127.0.0.1", p) for p in _fixed_ports(disc_port))
-        return await _run(data_dir, size, disc_port, fixed, once, stop, say)
+            check_ports_free(("testnet", "127.0.0.1", p) for p in [*ports.all(), *apps.ports()])
+        return await _run(data_dir, size, ports, apps, once, stop, say, verbose)
 
 
-def _fixed_ports(disc_port: int) -> list[int]:
-    apps = AppPlan(fixed=True).ports()
-    return [disc_port, *FIXED.values(), *DMSG_SERVER_PORTS, *VISOR_CLI_PORTS, *apps]
+def _printer(say: Say, verbose: bool) -> Callable[[str, str], None]:
+    """Each part's output line with its name in front: all of them, or what is not routine."""
 
+    def on_line(part: str, line: str) -> None:
+        if verbose or any(level in line for level in (" WARNING ", " ERROR ", "Traceback")):
+            say(f"[{part}] {line}")
 
-FIXED = {"tpd": 9091, "rf": 9092, "ar": 9093, "sd": 9094, "dmsg_web": 4445, "skynet_web": 4446}
-DMSG_SERVER_PORTS = (9081, 9082)
-VISOR_CLI_PORTS = (3436, 3437, 3438, 3439)
-"""Control ports of visors 0-3 (3435 is left for one more visor that joins in)."""
+    return on_line
 
 
 async def _run(
     data_dir: Path,
     size: int,
-    disc_port: int,
-    fixed: bool,
+    ports: Ports,
+    apps: AppPlan,
     once: bool,
     stop: asyncio.Event | None,
     say: Say,
+    verbose: bool,
 ) -> RunReport:
     www = data_dir / "www"
     payload = www / "payload.bin"
     say(f"preparing a {size / 1e6:.0f} MB file in {payload}")
     digest = await asyncio.to_thread(_make_payload, payload, size)
     keys = KeyBook(data_dir / "keys.json")
-
-    db = data_dir / "dmsg-discovery.db"
-    async with LocalDmsgNetwork(
-        servers=2,
-        db=db,
-        disc_port=disc_port,
-        server_keys=[keys.get("dmsg-server-0"), keys.get("dmsg-server-1")],
-        server_ports=DMSG_SERVER_PORTS if fixed else (),
+    say(f"starting every part as its own process (logs in {data_dir / 'logs'}):")
+    t0 = time.monotonic()
+    async with Deployment(
+        data_dir, keys, ports, apps, www=www, say=say, on_line=_printer(say, verbose)
     ) as net:
-        say(f"discovery    {net.disc_url}  (SQLite: {db})")
-        for srv in net.servers:
-            say(f"dmsg server  {srv.pk}  at {srv.address}")
-
-        t0 = time.monotonic()
-        host = await net.client(keys.get("file-server"))
-        say(f"file server  {host.pk}  sessions ready in {(time.monotonic() - t0) * 1e3:.1f} ms")
-        app = web.Application()
-        add_demo_pages(app.router, DMSG_SITE)
-        add_static(app.router, "/", www, show_index=True)
-        listener = await host.listen(80)
-        async with HTTPServer(app, listener):
-            fetcher = await net.client()
-            say(f"fetcher      {fetcher.pk}  via server {next(iter(fetcher.sessions))}")
-
-            dials = []
-            for _ in range(20):
-                start = time.monotonic()
-                stream = await fetcher.dial(host.pk, 80)
-                dials.append(time.monotonic() - start)
-                await stream.close()
-            dial_p50 = statistics.median(dials) * 1e3
-            say(f"stream dial  p50 {dial_p50:.2f} ms over {len(dials)} dials")
-            ping = min(await fetcher.ping(host.pk, count=5)) * 1e3
-            say(f"dmsgctrl     ping {ping:.2f} ms")
-
-            url = f"dmsg://{host.pk}:80/payload.bin"
-            say(f"GET {url}")
-            h = hashlib.sha256()
-            got = 0
-            start = time.monotonic()
-            async with fetch_stream(fetcher.dial, url, timeout=120) as resp:
-                async for chunk in resp.aiter_bytes(1 << 20):
-                    h.update(chunk)
-                    got += len(chunk)
-            elapsed = time.monotonic() - start
-            ok = resp.status_code == 200 and h.hexdigest() == digest and got == size
-            report = RunReport(got, elapsed, dial_p50, ping, ok)
-            say(
-                f"fetched      {got / 1e6:.1f} MB in {elapsed:.2f} s = {report.mb_per_s:.1f} MB/s,"
-                f" sha256 {'matches' if ok else 'MISMATCH'}"
-            )
+        say(f"all {len(net.parts)} parts up in {time.monotonic() - t0:.1f} s")
+        say("")
+        say(f"discovery    {net.disc_url}  (SQLite: {data_dir / 'dmsg-discovery.db'})")
+        for k, port in enumerate(ports.relays):
+            say(f"dmsg server  {net.relay_pk(k)}  at 127.0.0.1:{port}")
+        say(f"file server  {net.site_pk}  (process 'site', dmsg port 80)")
+        report = await _dmsg_demo(net, payload.name, size, digest, say)
+        say("")
+        visors = [VisorRef(net.visor_pk(i), net.rpc_addr(i)) for i in range(VISORS)]
+        say(f"transport discovery {net.url(ports.tpd)}  (SQLite)")
+        say(f"address resolver    {net.url(ports.ar)}")
+        say(f"route finder        {net.url(ports.rf)}")
+        say(f"service discovery   {net.sd_url}  (SQLite)")
+        say(f"route setup node    {net.setup_pk}  (dmsg port 36)")
+        for i, v in enumerate(visors):
+            say(f"visor {i}             {v.pk}  control {v.rpc}")
+        hops = await _chain(visors, say)
+        await RPCClient(visors[-1].rpc).call(
+            "POST", "/skynet/services", {"port": 80, "address": f"127.0.0.1:{ports.site}"}
+        )
+        proxy = ("127.0.0.1", ports.skynet_web)
+        report.route_ok = await route_fetch(
+            visors[0].rpc, proxy, visors[-1].pk, payload.name, digest, say
+        )
+        report.names_ok = await _proxy_demo(net, visors, hops, say)
+        report.apps_ok = await apps_demo(visors, net.sd_url, apps, ports.site, say)
+        joining = data_dir / "visor-config.json"
+        await asyncio.to_thread(net.joining_config().save, joining)
+        if not once:
+            rpc = visors[0].rpc
+            url = f"dmsg://{net.site_pk}:80/{payload.name}"
             say("")
-
-            plan = AppPlan(fixed=fixed)
-            server_pk = keys.get("visor-2").pubkey()
-
-            def with_proxies(index: int, cfg: VisorConfig) -> None:
-                cfg.local_path = str(data_dir / f"visor-{index}")
-                plan.configure(index, cfg, server_pk)
-                if index == 0:  # the first visor runs both resolving proxies
-                    cfg.dmsg_web.enabled = cfg.skynet_web.enabled = True
-                    cfg.dmsg_web.listen = f"127.0.0.1:{FIXED['dmsg_web'] if fixed else 0}"
-                    cfg.skynet_web.listen = f"127.0.0.1:{FIXED['skynet_web'] if fixed else 0}"
-
-            async with (
-                LocalSkywire(
-                    net,
-                    visors=4,
-                    data_dir=data_dir,
-                    tpd_port=FIXED["tpd"] if fixed else 0,
-                    rf_port=FIXED["rf"] if fixed else 0,
-                    ar_port=FIXED["ar"] if fixed else 0,
-                    sd_port=FIXED["sd"] if fixed else 0,
-                    configure=with_proxies,
-                    apps=True,
-                    keys=keys.get,
-                    cli_ports=VISOR_CLI_PORTS if fixed else (),
-                ) as sky,
-                DemoSite(SKYNET_SITE) as site,
-            ):
-                report.route_ok = await _route_demo(sky, size, say)
-                # a pinned name must name the dmsg server the site's client is on
-                on = next(iter(host.sessions))
-                report.names_ok = await _proxy_demo(sky, host.pk, on, site, say)
-                report.apps_ok = await apps_demo(sky, plan, site.port, say)
-                visor_cfg = data_dir / "visor-config.json"
-                cfg = sky.config(keys.get("visor-joining"))
-                cfg.cli_addr = "127.0.0.1:3435"
-                cfg.local_path = str(data_dir / "visor")
-                await asyncio.to_thread(cfg.save, visor_cfg)
-                if not once:
-                    first = sky.visors[0]
-                    assert first.rpc is not None
-                    rpc = f"127.0.0.1:{first.rpc.port}"
-                    say("")
-                    say("the network is up; try, in another shell:")
-                    say(f"  .venv/bin/skywire dmsg curl --disc {net.disc_url} -o /tmp/p.bin {url}")
-                    say(f"  .venv/bin/skywire cli visor info --rpc {rpc}")
-                    say(f"  .venv/bin/skywire cli visor tp ls --rpc {rpc}")
-                    say(f"  .venv/bin/skywire cli visor app ls --rpc {rpc}")
-                    assert sky.sd is not None
-                    say(f"  .venv/bin/skywire cli proxy list --sd {sky.sd.url}")
-                    say(f"  .venv/bin/skywire cli route find {sky.visors[-1].pk} --rpc {rpc}")
-                    say(f"  .venv/bin/skywire visor -c {visor_cfg}   # one more visor, joining in")
-                    say("press Ctrl-C to stop")
-                    if stop is None:
-                        stop = asyncio.Event()
-                    await stop.wait()
-                say("stopping: visors, services, clients, servers and discovery")
+            say("the network is up; try, in another shell:")
+            say(f"  .venv/bin/skywire dmsg curl --disc {net.disc_url} -o /tmp/p.bin {url}")
+            say(f"  .venv/bin/skywire cli visor info --rpc {rpc}")
+            say(f"  .venv/bin/skywire cli visor tp ls --rpc {rpc}")
+            say(f"  .venv/bin/skywire cli visor app ls --rpc {rpc}")
+            say(f"  .venv/bin/skywire cli proxy list --sd {net.sd_url}")
+            say(f"  .venv/bin/skywire cli route find {visors[-1].pk} --rpc {rpc}")
+            say(f"  .venv/bin/skywire visor -c {joining}   # one more visor, joining in")
+            say("press Ctrl-C to stop")
+            if stop is None:
+                stop = asyncio.Event()
+            await stop.wait()
+        say("stopping: visors (and their apps), then services, relay servers and discovery")
     return report
 
 
+async def _dmsg_demo(net: Deployment, name: str, size: int, digest: str, say: Say) -> RunReport:
+    """This process as a dmsg client: dials, a ping, and the file through a relay server."""
+    async with DiscClient(net.disc_url) as disc, Client(SecKey.generate(), disc) as fetcher:
+        await fetcher.ready(30)
+        say(f"fetcher      {fetcher.pk}  via server {next(iter(fetcher.sessions))}  (this process)")
+        dials = []
+        for _ in range(20):
+            start = time.monotonic()
+            stream = await fetcher.dial(net.site_pk, 80)
+            dials.append(time.monotonic() - start)
+            await stream.close()
+        dial_p50 = statistics.median(dials) * 1e3
+        say(f"stream dial  p50 {dial_p50:.2f} ms over {len(dials)} dials")
+        ping = min(await fetcher.ping(net.site_pk, count=5)) * 1e3
+        say(f"dmsgctrl     ping {ping:.2f} ms")
+        url = f"dmsg://{net.site_pk}:80/{name}"
+        say(f"GET {url}")
+        h = hashlib.sha256()
+        got = 0
+        start = time.monotonic()
+        async with fetch_stream(fetcher.dial, url, timeout=120) as resp:
+            async for chunk in resp.aiter_bytes(1 << 20):
+                h.update(chunk)
+                got += len(chunk)
+        elapsed = time.monotonic() - start
+    ok = resp.status_code == 200 and h.hexdigest() == digest and got == size
+    report = RunReport(got, elapsed, dial_p50, ping, ok)
+    say(
+        f"fetched      {got / 1e6:.1f} MB in {elapsed:.2f} s = {report.mb_per_s:.1f} MB/s,"
+        f" sha256 {'matches' if ok else 'MISMATCH'} (client here → relay process → site process)"
+    )
+    return report
+
+
+async def _chain(visors: list[VisorRef], say: Say) -> list[uuid.UUID]:
+    """stcpr transports visor 0 → 1 → 2 → 3, added through the visors' control APIs; their
+    IDs once both ends hold them."""
+    t0 = time.monotonic()
+    ids = []
+    for left, right in itertools.pairwise(visors):
+        tp = await RPCClient(left.rpc).call(
+            "POST", "/transports", {"pk": right.pk.hex(), "type": "stcpr"}
+        )
+        ids.append(uuid.UUID(tp["id"]))
+        await _until_listed(right, tp["id"])
+    say(
+        f"stcpr transports    {len(ids)} in a row, up in {(time.monotonic() - t0) * 1e3:.0f} ms"
+        " (handshake, Noise KK, settlement, registered in transport discovery)"
+    )
+    return ids
+
+
+async def _until_listed(visor: VisorRef, tp_id: str) -> None:
+    rpc = RPCClient(visor.rpc, timeout=5.0)
+    async with asyncio.timeout(30):
+        while not any(t["id"] == tp_id for t in await rpc.call("GET", "/transports")):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)  # another process: the far end settling the transport
+
+
 async def _proxy_demo(
-    sky: LocalSkywire, dmsg_site: PubKey, server: PubKey, site: DemoSite, say: Say
+    net: Deployment, visors: list[VisorRef], hops: list[uuid.UUID], say: Say
 ) -> bool:
-    """The demo site through the first visor's proxies, by the five kinds of names."""
-    first, last = sky.visors[0], sky.visors[-1]
-    assert first.web is not None and last.dmsg is not None and first.tm is not None
-    await last.publish(80, f"127.0.0.1:{site.port}")
-    proxies = {name: p.address for name, p in first.web.proxies.items()}
-    hops = [tp.id for tp in _row(sky)]
+    """The demo site through visor 0's proxies, by the five kinds of names."""
+    proxies = {
+        "dmsg_web": f"127.0.0.1:{net.ports.dmsg_web}",
+        "skynet_web": f"127.0.0.1:{net.ports.skynet_web}",
+    }
+    pinned = await _site_server(net)
     names = demo_names(
-        dmsg_site, server, last.pk, hops, dmsg_owner=DMSG_SITE, skynet_owner=SKYNET_SITE
+        net.site_pk, pinned, visors[-1].pk, hops, dmsg_owner=DMSG_SITE, skynet_owner=SKYNET_SITE
     )
     say("")
     say(
         f"resolving proxies   visor 0: socks5h://{proxies['dmsg_web']} (.dmsg, .skynet) and "
         f"socks5h://{proxies['skynet_web']}; the same ports are HTTP proxies too"
     )
-    say(f"demo site           over dmsg on {dmsg_site} port 80; on skynet port 80 of visor 3")
+    say(f"demo site           over dmsg on {net.site_pk} port 80; on skynet port 80 of visor 3")
     ok = True
     for demo, good, why in await check_names(names, proxies):
         ok = ok and good
@@ -248,71 +256,9 @@ async def _proxy_demo(
     return ok
 
 
-def _row(sky: LocalSkywire) -> list[ManagedTransport]:
-    """The transports of the row, visor 0 → 1 → 2 → 3 (made by _route_demo's chain)."""
-    out = []
-    for left, right in zip(sky.visors, sky.visors[1:], strict=False):
-        assert left.tm is not None
-        out.append(left.tm.by_remote(right.pk, "stcpr")[0])
-    return out
-
-
-async def _route_demo(sky: LocalSkywire, size: int, say: Say) -> bool:
-    """Services and four visors in a row; a 3-hop route from the first to the last."""
-    assert sky.tpd and sky.ar and sky.rf and sky.rsn
-    say(f"transport discovery {sky.tpd.url}  (SQLite)")
-    say(f"address resolver    {sky.ar.url}  udp {sky.ar.udp_addr[0]}:{sky.ar.udp_addr[1]}")
-    say(f"route finder        {sky.rf.url}")
-    say(f"route setup node    {sky.rsn.pk}  (dmsg port 36)")
-    for i, v in enumerate(sky.visors):
-        rpc = f"127.0.0.1:{v.rpc.port}" if v.rpc is not None else "-"
-        say(f"visor {i}             {v.pk}  control {rpc}")
-    t0 = time.monotonic()
-    tps = await sky.chain("stcpr")
-    say(
-        f"stcpr transports    {len(tps)} in a row, up in {(time.monotonic() - t0) * 1e3:.0f} ms"
-        " (handshake, Noise KK, settlement, registered in transport discovery)"
-    )
-    first, last = sky.visors[0], sky.visors[-1]
-    assert first.router is not None and last.router is not None
-    listener = await last.router.listen(80)
-    payload = os.urandom(min(size, 16 << 20))
-    digest = hashlib.sha256(payload).hexdigest()
-
-    async def serve() -> None:
-        rg = await listener.accept()
-        await rg.write(payload)
-        await rg.close()
-
-    server = asyncio.create_task(serve())
-    try:
-        t0 = time.monotonic()
-        rg = await first.router.dial_routes(last.pk, 0, 80, min_hops=3, max_hops=3)
-        setup_ms = (time.monotonic() - t0) * 1e3
-        say(
-            f"route               visor 0 → 1 → 2 → 3 set up in {setup_ms:.1f} ms"
-            f" (route finder, setup node, handshake{', Noise KK' if rg.encrypted else ''})"
-        )
-        h = hashlib.sha256()
-        got = 0
-        t0 = time.monotonic()
-        while got < len(payload):
-            chunk = await rg.read(1 << 20)
-            if not chunk:
-                break
-            h.update(chunk)
-            got += len(chunk)
-        elapsed = time.monotonic() - t0
-        ok = got == len(payload) and h.hexdigest() == digest
-        say(
-            f"through the route   {got / 1e6:.1f} MB in {elapsed:.2f} s ="
-            f" {got / elapsed / 1e6:.1f} MB/s, sha256 {'matches' if ok else 'MISMATCH'}"
-        )
-        await rg.close()
-        await server
-    finally:
-        if not server.done():
-            server.cancel()
-        await asyncio.gather(server, return_exceptions=True)
-        await listener.close()
-    return ok
+async def _site_server(net: Deployment) -> PubKey:
+    """A relay server the site's dmsg client is on (what a pinned name names)."""
+    async with DiscClient(net.disc_url) as disc:
+        entry = await disc.get_entry(net.site_pk)
+    assert entry.client is not None and entry.client.delegated_servers
+    return entry.client.delegated_servers[0]

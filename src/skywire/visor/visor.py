@@ -365,6 +365,7 @@ class Visor:
                 "remote_pk": rg.remote_pk.hex(),
                 "encrypted": rg.encrypted,
                 "latency_ms": rg.latency_ms,
+                "hops": len(rg.route.forward) if rg.route is not None else None,
             }
             for rg in self.router.route_groups
         ]

@@ -1,0 +1,291 @@
+"""The main job's network as a deployment: every service, relay server, visor and the demo site
+its own process, started in dependency order by one supervisor that prints each part's output
+lines with its name in front and stops them all (SIGTERM, then SIGKILL) on the way out.
+
+Parts: ``disc`` (dmsg discovery, SQLite), ``relay-0`` / ``relay-1``, ``tpd`` (SQLite), ``ar``,
+``rf``, ``sd`` (service discovery, SQLite), ``sn`` (route setup node), ``site`` (the demo site
+and the file, over dmsg and on local TCP) and ``visor-0`` … ``visor-3``. Their keys come from
+the network's key book, so a second run is the same network; logs go to ``<dir>/logs/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from skywire.cipher import PubKey
+from skywire.dmsg.server import ServerConfig
+from skywire.testnet.appdemo import AppPlan
+from skywire.testnet.keys import KeyBook
+from skywire.testnet.parts import Part, wait_disc_entry, wait_visor
+from skywire.visor.config import VisorConfig
+
+__all__ = ["Deployment", "Ports"]
+
+VISORS = 4
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Ports:
+    """Where each part listens: the well-known testnet ports, or free ones."""
+
+    disc: int
+    tpd: int
+    rf: int
+    ar: int
+    sd: int
+    relays: list[int]
+    relay_health: list[int]
+    visors: list[int]
+    dmsg_web: int
+    skynet_web: int
+    site: int = field(default_factory=free_port)
+
+    @classmethod
+    def fixed(cls, disc: int = 9090) -> Ports:
+        return cls(
+            disc=disc,
+            tpd=9091,
+            rf=9092,
+            ar=9093,
+            sd=9094,
+            relays=[9081, 9082],
+            relay_health=[9181, 9182],
+            visors=[3436, 3437, 3438, 3439],
+            dmsg_web=4445,
+            skynet_web=4446,
+        )
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(
+            disc=free_port(),
+            tpd=free_port(),
+            rf=free_port(),
+            ar=free_port(),
+            sd=free_port(),
+            relays=[free_port(), free_port()],
+            relay_health=[free_port(), free_port()],
+            visors=[free_port() for _ in range(VISORS)],
+            dmsg_web=free_port(),
+            skynet_web=free_port(),
+        )
+
+    def all(self) -> list[int]:
+        return [
+            self.disc, self.tpd, self.rf, self.ar, self.sd, *self.relays, *self.relay_health,
+            *self.visors, self.dmsg_web, self.skynet_web,
+        ]  # fmt: skip
+
+
+class Deployment:
+    """``async with Deployment(dir, keys, ports, apps, www=…) as net:`` starts every part (see
+    the module docstring); ``say`` gets a line per part as it comes up, ``on_line`` every
+    output line of every part."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        keys: KeyBook,
+        ports: Ports,
+        apps: AppPlan,
+        *,
+        www: Path,
+        say: Callable[[str], None] = print,
+        on_line: Callable[[str, str], None] | None = None,
+        log_level: str = "info",
+    ) -> None:
+        self.dir = data_dir
+        self.keys = keys
+        self.ports = ports
+        self.apps = apps
+        self.www = www
+        self.say = say
+        self.on_line = on_line
+        self.log_level = log_level
+        self.parts: dict[str, Part] = {}
+
+    # ---------------------------------------------------------------- addresses
+    def url(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}"
+
+    @property
+    def disc_url(self) -> str:
+        return self.url(self.ports.disc)
+
+    @property
+    def sd_url(self) -> str:
+        return self.url(self.ports.sd)
+
+    def rpc_addr(self, i: int) -> str:
+        return f"127.0.0.1:{self.ports.visors[i]}"
+
+    def visor_pk(self, i: int) -> PubKey:
+        return self.keys.get(f"visor-{i}").pubkey()
+
+    @property
+    def site_pk(self) -> PubKey:
+        return self.keys.get("file-server").pubkey()
+
+    @property
+    def setup_pk(self) -> PubKey:
+        return self.keys.get("setup-node").pubkey()
+
+    def relay_pk(self, k: int) -> PubKey:
+        return self.keys.get(f"dmsg-server-{k}").pubkey()
+
+    # ---------------------------------------------------------------- lifecycle
+    async def __aenter__(self) -> Deployment:
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _part(
+        self,
+        name: str,
+        port: int | None,
+        *args: str,
+        env: dict[str, str] | None = None,
+        module: str = "skywire.cli",
+    ) -> Part:
+        argv = [sys.executable, "-m", module, *args]
+        log = self.dir / "logs" / f"{name}.log"
+        part = Part(name, argv, port, log, env or {}, on_line=self.on_line)
+        self.parts[name] = part
+        return part
+
+    def _plan(self) -> None:
+        p, d, lvl = self.ports, self.dir, self.log_level
+        self._part(
+            "disc", p.disc, "dmsg", "disc", "--addr", f"127.0.0.1:{p.disc}",
+            "--db", str(d / "dmsg-discovery.db"), "--test-mode", "--log-level", lvl,
+        )  # fmt: skip
+        for k, (port, health) in enumerate(zip(p.relays, p.relay_health, strict=True)):
+            sk = self.keys.get(f"dmsg-server-{k}")
+            relay = ServerConfig(
+                public_key=sk.pubkey(),
+                secret_key=sk,
+                discovery=self.disc_url,
+                public_address=f"127.0.0.1:{port}",
+                local_address=f"127.0.0.1:{port}",
+                health_endpoint_address=f"127.0.0.1:{health}",
+                log_level=lvl,
+            )
+            path = d / f"relay-{k}.json"
+            path.write_text(relay.to_json())
+            path.chmod(0o600)
+            self._part(f"relay-{k}", port, "dmsg", "server", "start", str(path), "--limit-ip", "0")
+        self._part(
+            "tpd", p.tpd, "svc", "tpd", "--addr", f"127.0.0.1:{p.tpd}",
+            "--db", str(d / "transport-discovery.db"), "--log-level", lvl,
+        )  # fmt: skip
+        self._part(
+            "ar", p.ar, "svc", "ar", "--addr", f"127.0.0.1:{p.ar}", "--test-mode",
+            "--log-level", lvl,
+        )  # fmt: skip
+        self._part(
+            "sd", p.sd, "svc", "sd", "--addr", f"127.0.0.1:{p.sd}",
+            "--db", str(d / "service-discovery.db"), "--log-level", lvl,
+        )  # fmt: skip
+        self._part(
+            "rf", p.rf, "svc", "rf", "--tpd", self.url(p.tpd), "--addr", f"127.0.0.1:{p.rf}",
+            "--refresh", "1", "--log-level", lvl,
+        )  # fmt: skip
+        self._part(
+            "sn", None, "svc", "sn", "--dmsg-disc", self.disc_url, "--sessions", "2",
+            "--log-level", lvl, env={"SKYWIRE_SK": self.keys.get("setup-node").hex()},
+        )  # fmt: skip
+        self._part(
+            "site", p.site, "--www", str(self.www), "--disc", self.disc_url,
+            "--tcp-port", str(p.site), "--log-level", "warning",
+            env={"SKYWIRE_SK": self.keys.get("file-server").hex()}, module="skywire.testnet.site",
+        )  # fmt: skip
+        for i in range(VISORS):
+            path = d / f"visor-{i}.json"
+            path.write_text(self.visor_config(i).to_json())
+            path.chmod(0o600)
+            self._part(f"visor-{i}", p.visors[i], "visor", "-c", str(path), "--log-level", lvl)
+
+    def joining_config(self, cli_port: int = 3435) -> VisorConfig:
+        """The configuration of one more visor, run by hand, that joins this network."""
+        cfg = self._base_config("visor-joining", self.dir / "visor", f"127.0.0.1:{cli_port}")
+        cfg.launcher.apps = []
+        return cfg
+
+    def visor_config(self, i: int) -> VisorConfig:
+        """Visor ``i``'s configuration: this network's services, its apps, visor 0 with the
+        resolving proxies."""
+        p = self.ports
+        cfg = self._base_config(f"visor-{i}", self.dir / f"visor-{i}", self.rpc_addr(i))
+        self.apps.configure(i, cfg, self.visor_pk(2))
+        if i == 0:  # the first visor runs both resolving proxies
+            cfg.dmsg_web.enabled = cfg.skynet_web.enabled = True
+            cfg.dmsg_web.listen = f"127.0.0.1:{p.dmsg_web}"
+            cfg.skynet_web.listen = f"127.0.0.1:{p.skynet_web}"
+        return cfg
+
+    def _base_config(self, key: str, local: Path, cli_addr: str) -> VisorConfig:
+        p = self.ports
+        cfg = VisorConfig.generate(
+            sk=self.keys.get(key),
+            dmsg_discovery=self.disc_url,
+            tpd=self.url(p.tpd),
+            ar=self.url(p.ar),
+            rf=self.url(p.rf),
+            setup_nodes=[self.setup_pk],
+            local_path=str(local),
+            cli_addr=cli_addr,
+        )
+        cfg.dmsg.sessions_count = 2
+        cfg.skywire_tcp.listening_address = ""
+        cfg.transport.public_autoconnect = False
+        cfg.launcher.service_discovery = self.sd_url
+        cfg.launcher.server_addr = "127.0.0.1:0"
+        return cfg
+
+    async def start(self) -> None:
+        """Each part once the ones it needs answer: discovery; relays and services; the
+        route finder; the setup node and the site (once their dmsg entries are up); visors."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._plan()
+        await self._up("disc")
+        await asyncio.gather(*(self._up(n) for n in ("relay-0", "relay-1", "tpd", "ar", "sd")))
+        await self._up("rf")
+        await asyncio.gather(
+            self._up("sn", dmsg=self.setup_pk), self._up("site", dmsg=self.site_pk)
+        )
+        await asyncio.gather(*(self._up(f"visor-{i}") for i in range(VISORS)))
+        await asyncio.gather(
+            *(wait_visor(self.rpc_addr(i), self.parts[f"visor-{i}"]) for i in range(VISORS))
+        )
+
+    async def _up(self, name: str, dmsg: PubKey | None = None) -> None:
+        part = self.parts[name]
+        await part.start()
+        if dmsg is not None:
+            await wait_disc_entry(self.disc_url, dmsg.hex(), part)
+        assert part.proc is not None
+        self.say(f"  {name:<8} up, pid {part.proc.pid}")
+
+    async def close(self) -> None:
+        """Visors first (they stop their apps), then everything else."""
+        visors = [p for n, p in self.parts.items() if n.startswith("visor-")]
+        await asyncio.gather(*(p.stop() for p in visors), return_exceptions=True)
+        rest = [p for n, p in self.parts.items() if not n.startswith("visor-")]
+        await asyncio.gather(*(p.stop() for p in rest), return_exceptions=True)

@@ -35,4 +35,5 @@ def __getattr__(name: str) -> Any:
     globals()[name] = value
     return value
 
+
 __all__ = ["DiscClient", "DiscStore", "DiscoveryServer", "make_app", "open_store"]

@@ -78,13 +78,24 @@ def server_start(
     max_pending: Annotated[
         int, typer.Option(help="Streams of one session in their handshake at once.")
     ] = DEFAULT_MAX_PENDING_STREAMS,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes sharing the port (SO_REUSEPORT), one per core to use; "
+            "streams between sessions of different workers cross a local link.",
+        ),
+    ] = 1,
+    worker_index: Annotated[int | None, typer.Option(hidden=True)] = None,
+    worker_links: Annotated[str, typer.Option(hidden=True)] = "",
     log_level: LogLevelOption = None,
     log_format: LogFormatOption = None,
 ) -> None:
     """Run a relay server until interrupted; it advertises itself in discovery.
 
     Streams over a session's limits are reset at once; connections over the per-IP limit are
-    closed (upstream leaves them hanging)."""
+    closed (upstream leaves them hanging). With --workers N, N processes serve the port; the
+    first one advertises the server and serves the health endpoint."""
     try:
         cfg = ServerConfig.load(config)
     except (OSError, ValueError) as exc:
@@ -93,6 +104,24 @@ def server_start(
     setup_logging(log_level, log_format, configured=cfg.log_level)
     host, port = split_listen_address(cfg.local_address)
     interval = cfg.update_interval / 1e9 if cfg.update_interval else 60.0
+    if workers > 1 and worker_index is None:
+        from skywire.dmsg.workers import run_workers, worker_command
+
+        extra = ["--limit-ip", str(limit_ip), "--max-streams", str(max_streams)]
+        extra += ["--max-pending", str(max_pending)]
+        if log_level:
+            extra += ["--log-level", log_level]
+        if log_format:
+            extra += ["--log-format", log_format]
+        err.print(f"dmsg server {cfg.public_key}: {workers} workers on {host}:{port}")
+        raise typer.Exit(asyncio.run(run_workers(worker_command(str(config), extra), workers)))
+    mesh = None
+    if worker_index is not None:
+        from skywire.dmsg.mesh import Mesh
+        from skywire.dmsg.workers import parse_links
+
+        mesh = Mesh(worker_index, parse_links(worker_links))
+    first = worker_index in (None, 0)  # advertises, and serves the health endpoint
 
     async def main(stop: asyncio.Event) -> None:
         async with (
@@ -102,13 +131,15 @@ def server_start(
                 host=host,
                 port=port,
                 public_address=cfg.public_address,
-                disc=disc,
+                disc=disc if first else None,
                 max_sessions=cfg.max_sessions,
                 update_interval=interval,
-                health_address=cfg.health_endpoint_address or None,
+                health_address=(cfg.health_endpoint_address or None) if first else None,
                 limit_ip=limit_ip,
                 max_streams_per_session=max_streams,
                 max_pending_streams=max_pending,
+                reuse_port=mesh is not None,
+                mesh=mesh,
             ) as srv,
         ):
             err.print(f"dmsg server {srv.pk} on {host}:{srv.port}, advertised as {srv.address}")

@@ -29,6 +29,7 @@ from skywire.dmsg.disc_entry import Entry, ServerInfo
 from skywire.dmsg.discovery import DISCOVERY_ERRORS, Discovery
 from skywire.dmsg.entry_keeper import EntryKeeper
 from skywire.dmsg.errors import DmsgError, ErrorCode
+from skywire.dmsg.mesh import Mesh
 from skywire.dmsg.session import (
     STREAM_HANDSHAKE_TIMEOUT,
     Session,
@@ -189,6 +190,8 @@ class Server:
         max_streams_per_session: int = DEFAULT_MAX_STREAMS,
         max_pending_streams: int = DEFAULT_MAX_PENDING_STREAMS,
         limit_ip: int = 0,
+        reuse_port: bool = False,
+        mesh: Mesh | None = None,
     ) -> None:
         self.sk = sk
         self.pk = sk.pubkey()
@@ -214,6 +217,9 @@ class Server:
         self._session_waiters: list[asyncio.Future[None]] = []
         self._closing = False
         self.health_address = health_address
+        # several workers on one port: SO_REUSEPORT, and streams to the others' sessions
+        self.reuse_port = reuse_port
+        self.mesh = mesh
         # Fixed handshake ephemerals, one per accepted connection: only to replay recordings.
         self._ephemeral_keys = ephemeral_keys
         self._health_runner: web.AppRunner | None = None
@@ -245,8 +251,15 @@ class Server:
 
     async def start(self) -> None:
         await self._tasks.start()
+        if self.mesh is not None:
+            await self.mesh.start(local=self.sessions.get, relay=self._relay)
         self._server = await asyncio.start_server(
-            self._on_connection, self.host, self.port, limit=1 << 20, backlog=1024
+            self._on_connection,
+            self.host,
+            self.port,
+            limit=1 << 20,
+            backlog=1024,
+            reuse_port=self.reuse_port or None,
         )
         sock = self._server.sockets[0].getsockname()
         self.port = int(sock[1])
@@ -323,6 +336,8 @@ class Server:
         if self._server is not None:
             self._server.close()
         await self._tasks.close()  # each connection task closes its session and socket
+        if self.mesh is not None:
+            await self.mesh.close()
         for session in list(self.sessions.values()):
             await session.close()
         self.sessions.clear()
@@ -495,11 +510,15 @@ class Server:
                 if req.src.pk != src.remote_pk:
                     raise DmsgError(ErrorCode.REQ_INVALID_SRC_PK)
                 dst = self.sessions.get(req.dst.pk)
-                if dst is None or dst.closed:
-                    raise DmsgError(ErrorCode.REQ_NO_NEXT_SESSION)
-                dst_stream = await dst.open_stream()
-                await dst.write_object(dst_stream, req_obj)
-                resp_obj = await dst.read_object(dst_stream)
+                if (dst is None or dst.closed) and self.mesh is not None:
+                    # held by another worker of this server (or by none)
+                    dst_stream, resp_obj = await self.mesh.exchange(req.dst.pk, req_obj)
+                else:
+                    if dst is None or dst.closed:
+                        raise DmsgError(ErrorCode.REQ_NO_NEXT_SESSION)
+                    dst_stream = await dst.open_stream()
+                    await dst.write_object(dst_stream, req_obj)
+                    resp_obj = await dst.read_object(dst_stream)
                 resp = decode_response(resp_obj)
                 # A signed refusal is passed on (the dialer learns why at once) and the
                 # stream ends there.

@@ -1,5 +1,6 @@
-"""``python -m skywire.cli``: the same as the ``skywire`` command."""
+"""``python -m skywire.cli``: the same as the ``skywire`` command (same name in usage lines and
+for shell completion)."""
 
 from skywire.cli.main import app
 
-app()
+app(prog_name="skywire")

@@ -14,6 +14,7 @@ hands over to the real command (its options, its help, its invocation).
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,10 @@ import typer
 from typer import core as typer_core
 from typer import main as typer_main
 
-__all__ = ["Lazy", "LazyCommand", "lazy_group", "load"]
+__all__ = ["COMPLETE_VAR", "Lazy", "LazyCommand", "lazy_group", "load"]
+
+COMPLETE_VAR = "_SKYWIRE_COMPLETE"
+"""Set by the shell while it asks for completions (``skywire --install-completion``)."""
 
 Click = Any  # typer's bundled click: its classes are reached through typer.core
 
@@ -101,6 +105,8 @@ def lazy_group(entries: Sequence[Lazy]) -> type[typer_core.TyperGroup]:
         def get_command(self, ctx: Click, cmd_name: str) -> Click | None:
             command = super().get_command(ctx, cmd_name)
             if command is None and cmd_name in table:
+                if os.environ.get(COMPLETE_VAR):  # completing: the real tree, all of it
+                    return load(table[cmd_name])
                 command = LazyCommand(table[cmd_name])
             return command
 

@@ -6,6 +6,8 @@ The sub-commands live in their own modules and are imported only when one of the
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from skywire import __version__
@@ -37,8 +39,8 @@ app = typer.Typer(
     name="skywire",
     help="Skywire in Python: a decentralized overlay network addressed by secp256k1 public keys.",
     no_args_is_help=True,
-    add_completion=False,
     cls=lazy_group(ROOT),
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 dmsg_app = typer.Typer(
@@ -52,10 +54,22 @@ svc_app = typer.Typer(
 app.add_typer(svc_app, name="svc")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"skywire {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def root(
     log_level: LogLevelOption = None,
     log_format: LogFormatOption = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", is_eager=True, callback=_print_version, help="Print the version."
+        ),
+    ] = False,
 ) -> None:
     """Skywire in Python: a decentralized overlay network addressed by secp256k1 public keys.
 
@@ -75,9 +89,10 @@ def version() -> None:
 
 def register_visor(app: typer.Typer) -> None:
     """``skywire visor`` and the ``skywire cli …`` tree (its parts live in several modules)."""
-    from skywire.cli import app_cmds, debug, proxy, skynet, visor
+    from skywire.cli import app_cmds, debug, proxy, skynet, visor, visor_ops
 
     visor.register(app)
+    visor_ops.register()
     debug.register(visor.cli_app)
     app_cmds.register(visor.visor_app)
     proxy.register(visor.cli_app)

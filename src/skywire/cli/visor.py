@@ -420,8 +420,16 @@ def visor_run(
             Visor(cfg, registry=registry, log_file=True, apps=True, config_path=config) as v,
         ):
             err.print(f"visor {v.pk} running; control API on {cfg.cli_addr}")
-            await stop.wait()
-            err.print("shutting down")
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(v.halted.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+                await asyncio.gather(*waits, return_exceptions=True)
+            err.print(
+                "shutting down" + (" (halted over the control API)" if v.halted.is_set() else "")
+            )
 
     try:
         asyncio.run(run_until_interrupted(main))

@@ -574,6 +574,10 @@ class Client:
             listener.accept, lambda stream: Control(stream).serve(), what="dmsgctrl", logger=log
         )
 
+    def listening_ports(self) -> list[int]:
+        """The dmsg ports this client accepts streams on."""
+        return sorted(self._listeners)
+
     async def ping(self, pk: PubKey, count: int = 1) -> list[float]:
         """dmsgctrl round trips to ``pk`` (port 7), in seconds."""
         stream = await self.dial(pk, CTRL_PORT)

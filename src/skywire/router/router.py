@@ -215,6 +215,10 @@ class Router:
     def route_groups(self) -> list[RouteGroup]:
         return list(self._groups.values())
 
+    def listening_ports(self) -> list[int]:
+        """The routing ports that accept route groups."""
+        return sorted(self._listeners)
+
     @property
     def task_count(self) -> int:
         """Tasks the router owns (route groups' timer tasks included)."""

@@ -24,6 +24,7 @@ from skywire.transport.manager import TransportError
 from skywire.visor.config import AppConfig
 from skywire.visor.launcher import Launcher
 from skywire.visor.rpc_apps import add_app_routes
+from skywire.visor.rpc_ops import OpsAPI, add_ops_routes
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -51,7 +52,7 @@ class PingAnswer(Protocol):
     def to_json(self) -> dict[str, Any]: ...
 
 
-class VisorAPI(Protocol):
+class VisorAPI(OpsAPI, Protocol):
     """What the control API's handlers call: the visor provides it."""
 
     @property
@@ -136,6 +137,7 @@ class RPCServer(AppServer):
         r.add_post("/route-addr", self._route_addr)
         r.add_post("/routes/ping", self._ping)
         add_app_routes(app, lambda: self.api.launcher, self.api.save_apps)
+        add_ops_routes(app, lambda: self.api)
         instrument_app(app, self.api.metrics())
         return app
 

@@ -53,6 +53,11 @@ from skywire.wire.pq import stats as pq_stats
 
 log = logging.getLogger(__name__)
 
+_DMSG_PORTS = {7: "dmsgctrl", 22: "dmsgpty", 46: "hypervisor", 47: "transport setup",
+               80: "log server", 136: "route setup (from the setup node)"}  # fmt: skip
+_ROUTE_PORTS = {1: "skychat", 3: "skysocks", 7: "route echo", 13: "skysocks-client",
+                43: "vpn-client", 44: "vpn-server", 80: "published service"}  # fmt: skip
+
 
 class Visor:
     """One Skywire node."""
@@ -97,6 +102,7 @@ class Visor:
         self.app_server: AppServer | None = None
         self._launcher: Launcher | None = None
         self.announcer: AppAnnouncer | None = None
+        self.halted = asyncio.Event()
         # What start() brought up, closed in reverse by close().
         self._stack = contextlib.AsyncExitStack()
 
@@ -301,6 +307,43 @@ class Visor:
                 "handshakes_downgraded": pq_stats["downgraded"],
             },
         }
+
+    def ports(self) -> list[dict[str, Any]]:
+        """Every port this visor holds: TCP/UDP on this machine, dmsg and routing ports."""
+        out: list[dict[str, Any]] = []
+
+        def add(kind: str, port: object, what: str, addr: str = "") -> None:
+            out.append({"kind": kind, "port": port, "what": what, "address": addr})
+
+        if self.rpc is not None:
+            add("tcp", self.rpc.port, "control API", self.cfg.cli_addr)
+        if self.app_server is not None:
+            add("tcp", self.app_server.address.rpartition(":")[2], "app server",
+                self.app_server.address)  # fmt: skip
+        if self.web is not None:
+            for name, address in self.web_info().get("proxies", {}).items():
+                add("tcp", str(address).rpartition(":")[2], f"{name} proxy", str(address))
+        if self.tm is not None:
+            for tp_type, net in sorted(self.tm.networks.items()):
+                port = getattr(net, "port", None)
+                if isinstance(port, int) and port:
+                    add("udp" if tp_type == "sudph" else "tcp", port, f"{tp_type} transports")
+        if self.dmsg is not None:
+            for port in self.dmsg.listening_ports():
+                add("dmsg", port, _DMSG_PORTS.get(port, "listener"))
+        if self.router is not None:
+            for port in self.router.listening_ports():
+                add("skynet", port, _ROUTE_PORTS.get(port, "listener"))
+        return out
+
+    async def dmsg_ping(self, pk: PubKey, count: int) -> list[float]:
+        assert self.dmsg is not None
+        return await self.dmsg.ping(pk, count)
+
+    def halt(self) -> None:
+        """Ask whoever runs this visor to stop it (``skywire visor`` waits on :attr:`halted`)."""
+        log.info("visor %s: halt requested over the control API", self.pk)
+        self.halted.set()
 
     def metrics(self) -> MetricsRegistry:
         assert self.tm is not None and self.router is not None and self.dmsg is not None

@@ -1,0 +1,216 @@
+"""Operator commands of ``skywire cli``: ``visor ver|ports|ping|halt``, ``tp disc`` and
+``route trace``. Keys in tables are shortened to their first 8 hex digits plus ``…`` (the
+``--json`` form, and ``--full``, show them whole)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from skywire import __version__
+from skywire.cli.visor import (
+    JsonOption,
+    RpcOption,
+    call_visor,
+    err,
+    out,
+    parse_pk,
+    route_app,
+    tp_app,
+    visor_app,
+)
+
+FullOption = Annotated[bool, typer.Option("--full", help="Show keys whole in tables.")]
+
+
+def short(pk: str, full: bool = False) -> str:
+    """A key as tables show it: the first 8 hex digits and an ellipsis, unless ``full``."""
+    return pk if full or len(pk) <= 12 else f"{pk[:8]}…"
+
+
+# ------------------------------------------------------------------------------ visor
+def visor_ver(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -> None:
+    """The running visor's version, and this command's."""
+    info = call_visor(rpc, "GET", "/visor/info")
+    if as_json:
+        out.print_json(json.dumps({"visor": info["version"], "cli": __version__}))
+        return
+    out.print(f"visor {info['version']} (cli {__version__})", highlight=False)
+
+
+def visor_ports(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -> None:
+    """Every port the visor holds: TCP/UDP here, dmsg ports and routing ports."""
+    rows = call_visor(rpc, "GET", "/visor/ports")
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title="ports")
+    for col in ("kind", "port", "what", "address"):
+        table.add_column(col, no_wrap=True, justify="right" if col == "port" else "left")
+    for r in rows:
+        table.add_row(r["kind"], str(r["port"]), r["what"], r.get("address") or "")
+    out.print(table)
+
+
+def visor_ping(
+    pk: Annotated[str, typer.Argument(help="A visor (or any dmsg client) to ping.")],
+    count: Annotated[int, typer.Option("--count", "-c", min=1, max=100)] = 3,
+    rpc: RpcOption = "localhost:3435",
+    as_json: JsonOption = False,
+) -> None:
+    """dmsgctrl round trips from the visor to a key over dmsg (dmsg port 7)."""
+    target = parse_pk(pk)
+    doc = call_visor(rpc, "POST", "/dmsg/ping", {"pk": target.hex(), "count": count})
+    if as_json:
+        out.print_json(json.dumps(doc))
+        return
+    for i, rtt in enumerate(doc["rtt_ms"], 1):
+        out.print(f"{i}: {rtt:.2f} ms", highlight=False)
+
+
+def visor_halt(rpc: RpcOption = "localhost:3435") -> None:
+    """Stop the running visor (its apps, transports and sessions end as on SIGTERM)."""
+    call_visor(rpc, "POST", "/visor/halt")
+    out.print("the visor is stopping")
+
+
+# ------------------------------------------------------------------------------ tp disc
+def tp_disc(
+    pk: Annotated[str, typer.Option("--pk", help="Transports with this edge.")] = "",
+    tp_id: Annotated[str, typer.Option("--id", help="One transport, by ID.")] = "",
+    tpd: Annotated[
+        str, typer.Option("--tpd", help="Transport discovery URL (default: the visor's).")
+    ] = "",
+    rpc: RpcOption = "localhost:3435",
+    full: FullOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Ask transport discovery what it lists: by edge (default: the visor's own key) or ID."""
+    from skywire.cipher import SecKey
+    from skywire.services.tpd.client import TPDClient, TPDError, TPDUnreachableError
+
+    if pk and tp_id:
+        raise typer.BadParameter("give --pk or --id, not both")
+    if not tpd or not (pk or tp_id):
+        info = call_visor(rpc, "GET", "/visor/info")
+        tpd = tpd or info["transport_discovery"]
+        pk = pk or ("" if tp_id else info["pk"])
+    try:
+        wanted = uuid.UUID(tp_id) if tp_id else None
+    except ValueError as exc:
+        raise typer.BadParameter(f"{tp_id!r} is not a transport ID", param_hint="--id") from exc
+    edge = parse_pk(pk) if pk else None
+
+    async def ask() -> list[Any]:
+        async with TPDClient(tpd, SecKey.generate()) as client:
+            if wanted is not None:
+                return [await client.get_transport_by_id(wanted)]
+            assert edge is not None
+            return await client.get_transports_by_edge(edge)
+
+    try:
+        entries = asyncio.run(ask())
+    except (TPDError, TPDUnreachableError, OSError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    rows = [
+        {
+            "id": str(e.id),
+            "type": e.type,
+            "edges": [p.hex() for p in e.edges],
+            "label": e.label,
+            "latency_ms": e.latency_ms,
+        }
+        for e in entries
+    ]
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title=f"transport discovery {tpd}")
+    for col in ("id", "type", "edge 1", "edge 2", "label", "latency"):
+        table.add_column(col, no_wrap=True)
+    for r in rows:
+        lat = r["latency_ms"]
+        table.add_row(
+            r["id"] if full else r["id"][:8] + "…",
+            r["type"],
+            short(r["edges"][0], full),
+            short(r["edges"][1], full),
+            r["label"],
+            f"{lat:.1f} ms" if isinstance(lat, int | float) else "-",
+        )
+    out.print(table)
+
+
+# ------------------------------------------------------------------------------ route trace
+def route_trace(
+    pk: Annotated[str, typer.Argument(help="Destination visor.")],
+    min_hops: Annotated[int, typer.Option("--min", "-n", help="Minimum hops.")] = 1,
+    max_hops: Annotated[int, typer.Option("--max", "-x", help="Maximum hops.")] = 10,
+    rpc: RpcOption = "localhost:3435",
+    full: FullOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The route the route finder picks to a visor, and the round trip to each hop on it
+    (a route to every hop in turn, each through the hops before it)."""
+    from skywire.routing.route import RouteQueryError
+    from skywire.services.rf.client import RFClient
+
+    dst = parse_pk(pk)
+    info = call_visor(rpc, "GET", "/visor/info")
+    source = parse_pk(info["pk"])
+
+    async def path() -> list[str]:
+        async with RFClient(info["route_finder"]) as client:
+            routes, _ = await client.candidate_routes(
+                source, dst, min_hops=min_hops, max_hops=max_hops, num_routes=1
+            )
+        if not routes:
+            raise RouteQueryError(f"no route to {dst}")
+        return [str(h["To"]) for h in routes[0]["hops"]]
+
+    try:
+        hops = asyncio.run(path())
+    except (RouteQueryError, OSError, TimeoutError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    rows = []
+    for k, hop in enumerate(hops, 1):
+        body = {"pk": hop, "via": hops[: k - 1], "count": 3}
+        try:
+            doc = call_visor(rpc, "POST", "/routes/ping", body)
+            rtts = doc.get("rtt_ms") or []
+            rows.append({"hop": k, "pk": hop, "rtt_ms": min(rtts) if rtts else None,
+                         "setup_ms": doc.get("setup_ms"), "error": doc.get("error")})  # fmt: skip
+        except typer.Exit:
+            rows.append({"hop": k, "pk": hop, "rtt_ms": None, "setup_ms": None,
+                         "error": "no answer"})  # fmt: skip
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title=f"route trace → {short(dst.hex(), full)}")
+    for col in ("hop", "visor", "rtt", "route set-up"):
+        table.add_column(col, no_wrap=True)
+    for r in rows:
+        rtt, setup = r["rtt_ms"], r["setup_ms"]
+        table.add_row(
+            str(r["hop"]),
+            short(r["pk"], full),
+            f"{rtt:.2f} ms" if isinstance(rtt, int | float) else str(r["error"]),
+            f"{setup:.1f} ms" if isinstance(setup, int | float) else "-",
+        )
+    out.print(table)
+
+
+def register() -> None:
+    visor_app.command("ver")(visor_ver)
+    visor_app.command("ports")(visor_ports)
+    visor_app.command("ping")(visor_ping)
+    visor_app.command("halt")(visor_halt)
+    tp_app.command("disc")(tp_disc)
+    route_app.command("trace")(route_trace)

@@ -1,0 +1,127 @@
+"""The operator commands through the real ``skywire`` command, on real visors: ``visor ver``,
+``ports``, ``ping``, ``halt``, ``tp disc``, ``route trace``, and ``-h`` / ``--version`` /
+completion at the root."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from skywire import __version__
+from skywire.testnet.dmsgnet import LocalDmsgNetwork
+from skywire.testnet.skynet import LocalSkywire
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def skywire(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "skywire.cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def cli_json(*args: str) -> object:
+    code, out, err = await skywire("cli", *args, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+async def test_operator_commands_on_a_row_of_visors() -> None:
+    async with LocalDmsgNetwork(servers=1) as dnet, LocalSkywire(dnet, visors=3) as sky:
+        a, b, c = sky.visors
+        await sky.chain("stcpr")
+        assert a.rpc is not None
+        rpc = ["--rpc", f"127.0.0.1:{a.rpc.port}"]
+
+        assert await cli_json("visor", "ver", *rpc) == {"visor": __version__, "cli": __version__}
+
+        ports = await cli_json("visor", "ports", *rpc)
+        assert isinstance(ports, list)
+        seen = {(p["kind"], p["what"]) for p in ports}
+        assert ("tcp", "control API") in seen
+        assert ("dmsg", "dmsgctrl") in seen and ("skynet", "route echo") in seen
+        assert ("tcp", "stcpr transports") in seen
+        assert any(p["what"] == "control API" and int(p["port"]) == a.rpc.port for p in ports)
+
+        pong = await cli_json("visor", "ping", c.pk.hex(), "-c", "2", *rpc)
+        assert isinstance(pong, dict) and pong["pk"] == c.pk.hex() and len(pong["rtt_ms"]) == 2
+
+        # transport discovery, asked by the visor's own key (default) and by one ID
+        listed = await cli_json("visor", "tp", "disc", *rpc)
+        assert isinstance(listed, list) and len(listed) == 1
+        assert sorted(listed[0]["edges"]) == sorted([a.pk.hex(), b.pk.hex()])
+        one = await cli_json("visor", "tp", "disc", "--id", listed[0]["id"], *rpc)
+        assert isinstance(one, list) and len(one) == 1
+        assert {k: v for k, v in one[0].items() if k != "latency_ms"} == {
+            k: v for k, v in listed[0].items() if k != "latency_ms"
+        }  # the latency is measured again meanwhile
+        code, table, _ = await skywire("cli", "visor", "tp", "disc", *rpc)
+        assert code == 0 and a.pk.hex()[:8] + "…" in table and listed[0]["id"][:8] in table
+
+        trace = await cli_json("route", "trace", c.pk.hex(), *rpc)
+        assert isinstance(trace, list)
+        assert [h["pk"] for h in trace] == [b.pk.hex(), c.pk.hex()]
+        assert all(isinstance(h["rtt_ms"], float) and h["error"] is None for h in trace)
+
+        code, out, _ = await skywire("cli", "visor", "halt", *rpc)
+        assert code == 0 and "stopping" in out
+        assert a.halted.is_set()
+
+
+async def test_halt_stops_a_visor_process(tmp_path: Path) -> None:
+    async with LocalDmsgNetwork(servers=1) as dnet, LocalSkywire(dnet, visors=0) as sky:
+        cfg = sky.config()
+        cfg.local_path = str(tmp_path / "visor")
+        cfg.launcher.apps = []
+        port = 0
+        with __import__("socket").socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cfg.cli_addr = f"127.0.0.1:{port}"
+        path = tmp_path / "visor.json"
+        cfg.save(path)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "skywire.cli", "visor", "-c", str(path), "--log-level", "warning",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            rpc = ["--rpc", f"127.0.0.1:{port}"]
+            async with asyncio.timeout(60):
+                while (await skywire("cli", "visor", "ver", *rpc))[0] != 0:  # noqa: ASYNC110
+                    await asyncio.sleep(0.2)  # the visor process is starting
+            code, _, err = await skywire("cli", "visor", "halt", *rpc)
+            assert code == 0, err
+            async with asyncio.timeout(30):
+                await proc.wait()
+            assert proc.returncode == 0
+            assert proc.stderr is not None
+            assert b"halted over the control API" in await proc.stderr.read()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+async def test_root_help_version_and_completion() -> None:
+    code, out, _ = await skywire("--version")
+    assert code == 0 and out.strip() == f"skywire {__version__}"
+    code, out, _ = await skywire("cli", "route", "trace", "-h")
+    assert code == 0 and "per-hop" not in out and "round trip to each hop" in out
+    env = {"_SKYWIRE_COMPLETE": "complete_bash", "COMP_WORDS": "skywire cli visor p",
+           "COMP_CWORD": "3"}  # fmt: skip
+    code, out, _ = await skywire(env=env)
+    assert code == 0 and set(out.split()) == {"pk", "ports", "ping"}

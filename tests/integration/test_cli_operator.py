@@ -48,6 +48,8 @@ async def test_operator_commands_on_a_row_of_visors() -> None:
         rpc = ["--rpc", f"127.0.0.1:{a.rpc.port}"]
 
         assert await cli_json("visor", "ver", *rpc) == {"visor": __version__, "cli": __version__}
+        code, out, _ = await skywire("cli", "visor", "ver", "-o", "json", *rpc)  # upstream's form
+        assert code == 0 and json.loads(out) == {"visor": __version__, "cli": __version__}
 
         ports = await cli_json("visor", "ports", *rpc)
         assert isinstance(ports, list)

@@ -61,3 +61,23 @@ def test_light_commands_import_nothing_heavy(argv: list[str]) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip().splitlines()[-1] == "[]", out
+
+
+@pytest.mark.parametrize(
+    ("argv", "want"),
+    [
+        (["cli", "visor", "tp", "ls", "-o", "json"], ["cli", "visor", "tp", "ls", "--json"]),
+        (["cli", "visor", "app", "ls", "--output=json"], ["cli", "visor", "app", "ls", "--json"]),
+        (["cli", "route", "ls", "-o", "table", "--rpc", "x"], ["cli", "route", "ls", "--rpc", "x"]),
+        # commands whose -o is a file keep it
+        (["cli", "config", "gen", "-o", "json"], ["cli", "config", "gen", "-o", "json"]),
+        (["dmsg", "curl", "-o", "json", "dmsg://x"], ["dmsg", "curl", "-o", "json", "dmsg://x"]),
+        (["nope", "-o", "json"], ["nope", "-o", "json"]),
+    ],
+)
+def test_dash_o_json_is_json_where_a_command_lists(argv: list[str], want: list[str]) -> None:
+    import typer
+
+    from skywire.cli.lazy import wants_output_flag
+
+    assert wants_output_flag(typer.main.get_command(app), argv) == want

@@ -1,6 +1,6 @@
 """``python -m skywire.cli``: the same as the ``skywire`` command (same name in usage lines and
 for shell completion)."""
 
-from skywire.cli.main import app
+from skywire.cli.main import run
 
-app(prog_name="skywire")
+run()

@@ -111,3 +111,40 @@ def lazy_group(entries: Sequence[Lazy]) -> type[typer_core.TyperGroup]:
             return command
 
     return LazyGroup
+
+
+def wants_output_flag(root: Click, argv: list[str]) -> list[str]:
+    """``-o json`` / ``--output json`` (upstream's spelling) as ``--json`` for a command that
+    lists things (it has a ``--json`` flag and no ``-o`` of its own); ``argv`` otherwise
+    unchanged. The command is found by walking the tree along ``argv``."""
+    ctx_free: Any = None
+    command: Any = root
+    i = 0
+    while i < len(argv) and hasattr(command, "commands"):
+        token = argv[i]
+        if token.startswith("-"):
+            i += 1
+            continue
+        entry = command.get_command(ctx_free, token)
+        if entry is None:
+            return argv
+        command = load(entry.entry) if isinstance(entry, LazyCommand) else entry
+        i += 1
+    opts = {o for p in getattr(command, "params", []) for o in getattr(p, "opts", [])}
+    if "--json" not in opts or "-o" in opts or "--output" in opts:
+        return argv
+    out: list[str] = []
+    j = 0
+    while j < len(argv):
+        a = argv[j]
+        if a in ("-o", "--output") and j + 1 < len(argv) and argv[j + 1] in ("json", "table"):
+            if argv[j + 1] == "json":
+                out.append("--json")
+            j += 2
+            continue
+        if a in ("-ojson", "--output=json"):
+            out.append("--json")
+        elif a not in ("-otable", "--output=table"):
+            out.append(a)
+        j += 1
+    return out

@@ -97,3 +97,13 @@ def register_visor(app: typer.Typer) -> None:
     app_cmds.register(visor.visor_app)
     proxy.register(visor.cli_app)
     skynet.register()
+
+
+def run() -> None:
+    """The ``skywire`` command (``-o json`` accepted wherever ``--json`` is)."""
+    import sys
+
+    from skywire.cli.lazy import wants_output_flag
+
+    command = typer.main.get_command(app)
+    command(args=wants_output_flag(command, sys.argv[1:]), prog_name="skywire")

@@ -144,7 +144,8 @@ async def bad_handshakes(server: Server, rounds: int, meanwhile: Awaitable[None]
 async def test_a_flood_of_bad_session_handshakes_is_shed() -> None:
     async with LocalDmsgNetwork(servers=1) as net:
         (server,) = net.servers
-        server.handshake_timeout = 0.5  # silent and half-done handshakes: 5 s by default
+        server.handshake_timeout = 2.0  # silent and half-done handshakes: 5 s by default (a
+        # shorter bound fails honest handshakes too when a loaded machine runs 176 at once)
         a, b = await net.client(), await net.client()
         listener = await b.listen(5)
         await assert_served(a, listener)  # warm-up

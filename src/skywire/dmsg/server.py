@@ -544,7 +544,7 @@ class Server:
 
         async def copy(src: YamuxStream, dst: YamuxStream) -> None:
             with contextlib.suppress(ConnectionError, WireError, OSError):
-                while data := await src.read(COPY_CHUNK):
+                while data := await src.read_view(COPY_CHUNK):  # no copy: straight on
                     await dst.write(data)
                     self.stats.bytes_relayed += len(data)
 

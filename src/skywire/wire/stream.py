@@ -120,7 +120,10 @@ class AcceptQueue(Generic[T]):
         self._queue.put_nowait(item)
 
     async def get(self) -> T:
-        if self._closed.is_set() and self._queue.empty():
+        if not self._queue.empty():
+            # Without a wait: a burst of offers in one loop iteration is drained as fast.
+            return self._queue.get_nowait()
+        if self._closed.is_set():
             raise self._closed_error()
         get = asyncio.ensure_future(self._queue.get())
         closed = asyncio.ensure_future(self._closed.wait())

@@ -82,6 +82,7 @@ class YamuxSession:
         self._backend = backend
         self._config = config if config is not None else YamuxConfig()
         self._core = YamuxConnection(client=client, config=self._config, now=self._loop.time())
+        self._core.payload_views = True
         self.client = client
         self._streams: dict[int, YamuxStream] = {}
         self._accept_queue: deque[YamuxStream] = deque()
@@ -92,6 +93,12 @@ class YamuxSession:
         self._timer_handle: asyncio.TimerHandle | None = None
         self._timer_when: float | None = None
         self._flush_handle: asyncio.Handle | None = None
+        # Writers take turns (FIFO) once the bytes queued for the connection (unflushed frames
+        # plus the backend's buffer) pass the backend's high-water mark: a burst of writers
+        # cannot pile up an unbounded backlog ahead of pings and window updates.
+        self._send_lock = asyncio.Lock()
+        self._unflushed = 0
+        self._high_water = backend.high_water()
         self._started = False
         self._terminated = False
         self._error: BaseException | None = None
@@ -104,9 +111,13 @@ class YamuxSession:
         if self._started or self._terminated:
             return
         self._started = True
-        role = "client" if self.client else "server"
-        self._reader_task = self._loop.create_task(self._read_loop(), name=f"yamux-{role}")
-        self._backend.start(self._on_backend_lost)
+        backend = self._backend
+        if not (
+            isinstance(backend, TcpBackend) and backend.start_push(self._on_data, self._on_end)
+        ):
+            role = "client" if self.client else "server"
+            self._reader_task = self._loop.create_task(self._read_loop(), name=f"yamux-{role}")
+        backend.start(self._on_backend_lost)
         self.rearm_timer()
 
     async def __aenter__(self) -> YamuxSession:
@@ -230,9 +241,34 @@ class YamuxSession:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        self._unflushed = 0
         data = self._core.data_to_send()
         if data:
             self._backend.write(data)
+
+    async def send(self, stream_id: int, data: memoryview) -> int:
+        """Queue one data frame of ``data`` (as much as the window allows; see
+        :meth:`YamuxConnection.send_data`) once the connection's backlog has room; frames
+        queued in one loop iteration leave in one write. Returns the bytes taken."""
+        if self._send_lock.locked() or self._backlog() > self._high_water:
+            async with self._send_lock:  # FIFO: every stream gets its turn
+                while self._backlog() > self._high_water:
+                    if self._terminated:
+                        raise self.closed_error()
+                    self._flush()
+                    await self.drain()
+                return self._send_now(stream_id, data)
+        return self._send_now(stream_id, data)
+
+    def _send_now(self, stream_id: int, data: memoryview) -> int:
+        n = self._core.send_data(stream_id, data)
+        if n:
+            self._unflushed += n
+            self.flush_soon()
+        return n
+
+    def _backlog(self) -> int:
+        return self._unflushed + self._backend.buffer_size()
 
     def flush_soon(self) -> None:
         """Coalesce frames queued during this loop iteration into one transport write."""
@@ -278,6 +314,34 @@ class YamuxSession:
 
     def _on_backend_lost(self, exc: BaseException) -> None:
         self._terminate(YamuxSessionClosedError(f"connection lost: {exc!r}"))
+
+    def _on_data(self, data: bytes) -> None:
+        """Received bytes, pushed by the transport (the TCP fast path)."""
+        if self._terminated:
+            return
+        core = self._core
+        try:
+            events = core.receive_data(data, self._loop.time())
+        except YamuxProtocolError as exc:
+            self._dispatch(exc.events)
+            self._terminate(exc)
+            return
+        if events:
+            self._dispatch(events)
+        if core.is_closed:
+            self._terminate(core.error)
+            return
+        # Window updates and ping answers leave with the frames the woken streams queue now.
+        self.flush_soon()
+        self.rearm_timer()
+
+    def _on_end(self, exc: BaseException | None) -> None:
+        if exc is None:
+            self._terminate(YamuxSessionClosedError("connection closed by peer"))
+        else:
+            error = YamuxSessionClosedError(f"connection lost: {exc!r}")
+            error.__cause__ = exc
+            self._terminate(error)
 
     async def _read_loop(self) -> None:
         core = self._core

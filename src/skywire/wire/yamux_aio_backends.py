@@ -4,6 +4,12 @@
 straight to an asyncio reader/writer pair (the fast path) and :class:`ByteStreamBackend` runs
 one writer task over any :class:`~skywire.wire.stream.ByteStream`. :class:`Signal` is the
 lock-free wake-all condition the backends, the session and its streams wait on.
+
+:class:`TcpBackend` also delivers received bytes by push (:meth:`TcpBackend.start_push`): it
+puts :class:`_PushProtocol` in front of the pair's ``StreamReaderProtocol``, so each chunk the
+transport reads goes straight to the session, without the ``StreamReader`` buffer (two copies)
+or a reader task woken per chunk; the old protocol still sees flow control and the connection's
+end, so the ``StreamWriter`` (``drain``, ``wait_closed``) keeps working.
 """
 
 from __future__ import annotations
@@ -16,6 +22,11 @@ from typing import Protocol
 from skywire.wire.stream import ByteStream
 
 _HIGH_WATER = 1 << 20
+TCP_HIGH_WATER = 512 * 1024
+"""Write-buffer limits a session sets on its TCP transport: writers wait above the high mark
+(keeping what is queued ahead of a ping or a window update small) until it drains below the
+low one."""
+TCP_LOW_WATER = 128 * 1024
 
 
 class Signal:
@@ -59,11 +70,77 @@ class Backend(Protocol):
 
     async def drain(self) -> None: ...
 
+    def buffer_size(self) -> int: ...
+
+    def high_water(self) -> int: ...
+
     def start(self, on_lost: Callable[[BaseException], None]) -> None: ...
 
     def begin_close(self) -> None: ...
 
     async def finish_close(self, timeout: float) -> None: ...
+
+
+class _PushProtocol(asyncio.Protocol):
+    """Hands each received chunk to ``on_data``; the rest goes on to the pair's own protocol.
+
+    It starts *held*: chunks wait in order until :meth:`release` delivers what the old reader
+    had buffered, so the bytes reach the session in the order they came."""
+
+    def __init__(
+        self,
+        inner: asyncio.BaseProtocol,
+        on_data: Callable[[bytes], None],
+        on_end: Callable[[BaseException | None], None],
+    ) -> None:
+        self._inner = inner
+        self._on_data = on_data
+        self._on_end = on_end
+        self._held: list[bytes] | None = []
+        self._end: tuple[BaseException | None] | None = None
+        self._ended = False
+
+    def release(self, leftover: bytes, error: BaseException | None) -> None:
+        held, self._held = self._held or [], None
+        if error is not None:
+            self._finish(error)
+            return
+        for chunk in (leftover, *held):
+            if chunk and not self._ended:
+                self._on_data(chunk)
+        if self._end is not None:
+            self._finish(self._end[0])
+
+    def _finish(self, exc: BaseException | None) -> None:
+        if not self._ended:
+            self._ended = True
+            self._on_end(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._held is not None:
+            self._held.append(data)
+        elif not self._ended:
+            self._on_data(data)
+
+    def _end_with(self, exc: BaseException | None) -> None:
+        if self._held is not None:
+            self._end = (exc,)
+        else:
+            self._finish(exc)
+
+    def eof_received(self) -> bool | None:
+        self._end_with(None)
+        return None  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end_with(exc if exc is not None else ConnectionResetError("connection lost"))
+        self._inner.connection_lost(exc)  # wakes the StreamWriter's drain and wait_closed
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
 
 
 class TcpBackend:
@@ -74,13 +151,57 @@ class TcpBackend:
         self._writer = writer
         self._transport = writer.transport
         self._closing = False
+        self._leftover: asyncio.Task[None] | None = None  # start_push's read of the old buffer
+        with contextlib.suppress(NotImplementedError, AttributeError):
+            self._transport.set_write_buffer_limits(TCP_HIGH_WATER, TCP_LOW_WATER)
 
     async def read(self, n: int) -> bytes:
         return await self._reader.read(n)
 
+    def start_push(
+        self, on_data: Callable[[bytes], None], on_end: Callable[[BaseException | None], None]
+    ) -> bool:
+        """Deliver received bytes by calling ``on_data`` (bytes the reader already buffered
+        first); ``on_end`` once, at EOF (None) or on an error. False when the transport cannot
+        be taken over (then read() is used).
+
+        Only public APIs: the transport gets the push protocol; the old ``StreamReader``, fed
+        no more, is given its EOF and read to the end for what it had buffered (the handshake
+        may have read the peer's first frames), and the bytes pushed meanwhile wait behind it.
+        """
+        transport = self._transport
+        inner = transport.get_protocol()
+        if not isinstance(inner, asyncio.StreamReaderProtocol) or transport.is_closing():
+            return False
+        reader = self._reader
+        error = reader.exception()
+        push = _PushProtocol(inner, on_data, on_end)
+        transport.set_protocol(push)
+        if isinstance(transport, asyncio.ReadTransport):
+            transport.resume_reading()  # the reader may have paused it; harmless otherwise
+        already_ended = reader.at_eof()
+        reader.feed_eof()
+
+        async def leftover() -> None:
+            try:
+                data = b"" if already_ended and error is None else await reader.read()
+            except Exception as exc:
+                push.release(b"", exc)
+                return
+            push.release(data, error)
+
+        self._leftover = asyncio.get_running_loop().create_task(leftover())
+        return True
+
     def write(self, data: bytes) -> None:
         if not self._closing:
             self._writer.write(data)
+
+    def buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    def high_water(self) -> int:
+        return self._transport.get_write_buffer_limits()[1]
 
     async def drain(self) -> None:
         transport = self._transport
@@ -98,6 +219,10 @@ class TcpBackend:
 
     async def finish_close(self, timeout: float) -> None:
         self.begin_close()
+        leftover, self._leftover = self._leftover, None
+        if leftover is not None and not leftover.done():
+            leftover.cancel()
+            await asyncio.wait([leftover])
         try:
             async with asyncio.timeout(timeout):
                 await self._writer.wait_closed()
@@ -132,6 +257,12 @@ class ByteStreamBackend:
         self._pending.append(data)
         self._size += len(data)
         self._wake.notify_all()
+
+    def buffer_size(self) -> int:
+        return self._size
+
+    def high_water(self) -> int:
+        return _HIGH_WATER
 
     async def drain(self) -> None:
         while self._failed is None and self._size > _HIGH_WATER:

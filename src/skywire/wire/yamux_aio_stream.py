@@ -38,6 +38,8 @@ class StreamSession(Protocol):
 
     async def drain(self) -> None: ...
 
+    async def send(self, stream_id: int, data: memoryview) -> int: ...
+
     def rearm_timer(self) -> None: ...
 
     def maybe_forget(self, stream: YamuxStream) -> None: ...
@@ -64,7 +66,7 @@ class YamuxStream:
         self._session = session
         self._core = session.core
         self.stream_id = stream_id
-        self._chunks: deque[bytes] = deque()
+        self._chunks: deque[bytes | memoryview] = deque()
         self._offset = 0
         self._buffered = 0
         self._eof = False
@@ -103,7 +105,7 @@ class YamuxStream:
             raise self._session.closed_error()
         return False
 
-    def _take(self, limit: int) -> bytes:
+    def _take(self, limit: int) -> bytes | memoryview:
         chunks = self._chunks
         first = chunks[0]
         off = self._offset
@@ -121,7 +123,7 @@ class YamuxStream:
                     off = 0
                 self._offset = off
         else:
-            parts: list[bytes] = []
+            parts: list[bytes | memoryview] = []
             need = limit
             while chunks and need:
                 first = chunks[0]
@@ -148,6 +150,12 @@ class YamuxStream:
 
     async def read(self, max_bytes: int = 65536) -> bytes:
         """Return up to ``max_bytes`` bytes (at least one), or ``b""`` after the peer's FIN."""
+        data = await self.read_view(max_bytes)
+        return data if type(data) is bytes else bytes(data)
+
+    async def read_view(self, max_bytes: int = 65536) -> bytes | memoryview:
+        """:meth:`read` without a copy: possibly a read-only view into a received chunk (what
+        a relay passes straight on to :meth:`write`)."""
         if max_bytes <= 0:
             if max_bytes < 0:
                 raise ValueError("max_bytes must not be negative")
@@ -171,8 +179,8 @@ class YamuxStream:
                 return b""
             data = self._take(n)
             self._consumed(n)
-            return data
-        parts: list[bytes] = []
+            return data if type(data) is bytes else bytes(data)
+        parts: list[bytes | memoryview] = []
         got = 0
         while got < n:
             if not self._buffered:
@@ -187,14 +195,20 @@ class YamuxStream:
             self._consumed(len(chunk))
             parts.append(chunk)
             got += len(chunk)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        first = parts[0]
+        if len(parts) == 1 and type(first) is bytes:
+            return first
+        return b"".join(parts)
 
     # ------------------------------------------------------------------ writing
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Send all of ``data``, waiting for window credit as needed."""
-        if type(data) is not bytes:
-            # Frames reference the payload until the next flush: snapshot mutable buffers.
+        """Send all of ``data``, waiting for window credit (and for the connection's backlog
+        to drain) as needed."""
+        if type(data) is memoryview:
+            if type(data.obj) is not bytes:
+                data = bytes(data)  # frames reference the payload until the next flush
+        elif type(data) is not bytes:
             data = bytes(data)
         view = memoryview(data)
         total = len(view)
@@ -204,24 +218,14 @@ class YamuxStream:
         session = self._session
         core = self._core
         sid = self.stream_id
-        if not self._write_lock.locked() and core.send_window(sid) >= total:
-            # Fast path: nobody else is writing and the whole payload fits in one frame.
-            self._check_writable()
-            core.send_data(sid, view)
-            session.flush_soon()
-            await session.drain()
-            return
         async with self._write_lock:
             pos = 0
             while pos < total:
                 self._check_writable()
-                n = core.send_data(sid, view[pos:] if pos else view)
-                if not n:
+                if not core.send_window(sid):
                     await self._writable.wait()
                     continue
-                pos += n
-                session.flush_soon()
-                await session.drain()
+                pos += await session.send(sid, view[pos:] if pos else view)
 
     def _check_writable(self) -> None:
         if self._reset:
@@ -260,7 +264,7 @@ class YamuxStream:
 
     # ------------------------------------------------------------------ session callbacks
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         self._chunks.append(data)
         self._buffered += len(data)
         self._readable.notify_all()

@@ -108,6 +108,9 @@ class YamuxConnection:
         self._payload_end: Event | None = None
         self._closed = False
         self._error: YamuxError | None = None
+        # Hand payload out as views into the received chunk instead of copies (the asyncio
+        # session does; its streams copy only when the application asks for bytes).
+        self.payload_views = False
 
     # ---------------------------------------------------------------- inspection
 
@@ -362,6 +365,7 @@ class YamuxConnection:
         events: list[Event] = []
         pos = 0
         end = len(data)
+        whole: bytes | memoryview = memoryview(data) if self.payload_views else data
         unpack = HEADER_STRUCT.unpack_from
         try:
             while True:
@@ -373,7 +377,7 @@ class YamuxConnection:
                     take = left if left < avail else avail
                     sid = self._payload_sid
                     if sid is not None:
-                        chunk = data if take == end else data[pos : pos + take]
+                        chunk = data if take == end else whole[pos : pos + take]
                         events.append(DataReceived(sid, chunk))
                     pos += take
                     left -= take

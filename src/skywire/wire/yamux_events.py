@@ -30,10 +30,11 @@ class StreamEstablished:
 
 @dataclass(frozen=True, slots=True)
 class DataReceived:
-    """Payload bytes for a stream (a data frame may arrive in several pieces)."""
+    """Payload bytes for a stream (a data frame may arrive in several pieces); a view into the
+    received chunk when the connection's ``payload_views`` is set."""
 
     stream_id: int
-    data: bytes
+    data: bytes | memoryview
 
 
 @dataclass(frozen=True, slots=True)

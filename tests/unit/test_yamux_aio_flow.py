@@ -1,0 +1,118 @@
+"""The asyncio yamux session's data path over TCP: received bytes pushed by the transport (and
+bytes the reader held before the session took over), payload views, and a bounded backlog with
+many writers at once."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import AsyncIterator
+
+import pytest
+
+from skywire.wire.stream import AcceptQueue
+from skywire.wire.yamux_aio import YamuxSession
+from skywire.wire.yamux_aio_backends import TCP_HIGH_WATER
+from skywire.wire.yamux_const import INITIAL_STREAM_WINDOW
+
+Pair = tuple[asyncio.StreamReader, asyncio.StreamWriter, asyncio.StreamReader, asyncio.StreamWriter]
+
+
+@pytest.fixture
+async def tcp_pair() -> AsyncIterator[Pair]:
+    accepted: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+    accepted = asyncio.get_running_loop().create_future()
+
+    async def on_conn(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        accepted.set_result((r, w))
+
+    server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cr, cw = await asyncio.open_connection("127.0.0.1", port)
+    sr, sw = await accepted
+    yield cr, cw, sr, sw
+    for w in (cw, sw):
+        w.close()
+    server.close()
+    await server.wait_closed()
+
+
+async def test_bytes_buffered_before_the_session_are_read_first(tcp_pair: Pair) -> None:
+    _cr, cw, sr, sw = tcp_pair
+    # A SYN window update and a data frame on stream 1 that arrived with the handshake: they
+    # sit in the server's StreamReader when the session takes the transport over.
+    sr.feed_data(struct.pack(">BBHII", 0, 1, 1, 1, 0) + struct.pack(">BBHII", 0, 0, 0, 1, 5))
+    sr.feed_data(b"hello")
+    server = YamuxSession(sr, sw, client=False)
+    server.start()
+    stream = await server.accept()
+    assert await stream.readexactly(5) == b"hello"
+    cw.close()
+    await server.wait_closed()  # the peer's close ends the session
+    await server.close()  # and closing returns (the StreamWriter saw the connection go)
+
+
+async def test_views_in_and_out_and_mutable_buffers_are_snapshotted(tcp_pair: Pair) -> None:
+    cr, cw, sr, sw = tcp_pair
+    async with (
+        YamuxSession(cr, cw, client=True) as client,
+        YamuxSession(sr, sw, client=False) as server,
+    ):
+        out = await client.open_stream()
+        buf = bytearray(b"abcdef")
+        await out.write(memoryview(buf))
+        buf[:] = b"XXXXXX"  # after write() returned the bytes sent must not change
+        await out.write(memoryview(b"0123456789")[2:5])
+        await out.close()
+        inc = await server.accept()
+        got = b""
+        while chunk := await inc.read_view(4):
+            assert len(chunk) <= 4
+            got += bytes(chunk)
+        assert got == b"abcdef234"
+        assert isinstance(await inc.read(), bytes)
+
+
+async def test_many_writers_keep_the_backlog_bounded_and_all_data_arrives(
+    tcp_pair: Pair,
+) -> None:
+    cr, cw, sr, sw = tcp_pair
+    n, size = 128, INITIAL_STREAM_WINDOW  # 32 MiB: more than loopback socket buffers hold
+    async with (
+        YamuxSession(cr, cw, client=True) as client,
+        YamuxSession(sr, sw, client=False) as server,
+    ):
+        backend = client._backend
+        peak = 0
+        write = backend.write
+
+        def watched(data: bytes) -> None:
+            nonlocal peak
+            write(data)
+            peak = max(peak, backend.buffer_size())
+
+        backend.write = watched  # type: ignore[method-assign]
+        sw.transport.pause_reading()  # the peer stops reading: the client's buffer fills
+        streams = [await client.open_stream() for _ in range(n)]
+        payloads = [bytes([i]) * size for i in range(n)]
+        writers = [asyncio.create_task(s.write(p)) for s, p in zip(streams, payloads, strict=True)]
+        await asyncio.sleep(0.2)  # every writer that can go has gone (no timing is asserted)
+        assert not all(w.done() for w in writers)  # some wait for their turn...
+        # ...and what is queued in the process stays about one frame above the mark.
+        assert peak <= TCP_HIGH_WATER + size + 64
+        sw.transport.resume_reading()
+        accepted = [await server.accept() for _ in range(n)]
+        got = await asyncio.gather(*(s.readexactly(size) for s in accepted))
+        await asyncio.gather(*writers)
+        assert sorted(got) == sorted(payloads)
+
+
+async def test_accept_queue_hands_out_queued_items_without_waiting() -> None:
+    q: AcceptQueue[int] = AcceptQueue(4, ConnectionError)
+    for i in range(3):
+        q.put_nowait(i)
+    for i in range(3):
+        coro = q.get()
+        with pytest.raises(StopIteration) as done:
+            coro.send(None)  # completes in one step: no loop turn per item
+        assert done.value.value == i

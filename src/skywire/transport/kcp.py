@@ -29,11 +29,15 @@ segment, and a peer that goes away is noticed only through ``idle_timeout`` (or 
 above).
 
 Concurrency: an endpoint runs no task. Its socket is read through ``loop.add_reader`` in
-batches (acks for a whole batch leave in one flush), and each connection has one timer that
-ticks at KCP's pace (``ikcp_check``) while data is in flight or the conversation was just
-active, and otherwise sleeps (until ``idle_timeout``, if any), so idle conversations cost
-nothing. :meth:`KCPEndpoint.close` cancels every timer and closes the socket, so nothing
-outlives the endpoint.
+batches (acks for a whole batch leave in one flush); where Linux offers it, the datagrams of one
+flush leave in one segmentation-offload send and arrive coalesced (see
+:mod:`~skywire.transport.udp_batch`; each is still an ordinary datagram on the wire, so this
+costs the peer nothing and saves one system call per segment here). Each connection has one
+timer that ticks at KCP's pace (``ikcp_check``) while data is in flight or the conversation was
+just active, and otherwise sleeps (until ``idle_timeout``, if any), so idle conversations cost
+nothing; writes, reads and arriving acks flush at once instead of waiting for a tick.
+:meth:`KCPEndpoint.close` cancels every timer and closes the socket, so nothing outlives the
+endpoint.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from skywire.transport.kcp_connection import (
     KCPConnection,
     KCPOptions,
 )
+from skywire.transport.udp_batch import RECV_ANCILLARY, BatchSender, enable_gro, split_received
 
 __all__ = [
     "IKCP_CMD_ACK",
@@ -100,6 +105,19 @@ def kcp_conv(data: bytes) -> int:
     """The conversation id of a KCP datagram."""
     conv: int = struct.unpack_from("<I", data)[0]
     return conv
+
+
+def _one_conversation(data: bytes, size: int) -> bool:
+    """Whether every ``size``-byte datagram glued in ``data`` starts with a KCP header of the
+    first one's conversation (checked with strided slices, not a loop per datagram)."""
+    count = -(-len(data) // size)
+    tail = len(data) % size
+    if len(data) < IKCP_OVERHEAD or 0 < tail < IKCP_OVERHEAD:
+        return False
+    commands = data[4::size]
+    if min(commands) < IKCP_CMD_PUSH or max(commands) > IKCP_CMD_WINS:
+        return False
+    return all(data[i::size] == data[i : i + 1] * count for i in range(4))
 
 
 MAX_INCOMING = 4096
@@ -150,6 +168,8 @@ class KCPEndpoint:
         self._accept_ready = asyncio.Event()
         self._closed = False
         self._local_addr: Address = ("", 0)
+        self._sender = BatchSender()
+        self._gro = False
 
     @classmethod
     async def open(
@@ -193,6 +213,7 @@ class KCPEndpoint:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, opt, _SOCKET_BUFFER)
             sock.bind(sockaddr)
+            self._gro = enable_gro(sock)
             loop.add_reader(sock.fileno(), self._read_ready)
         except BaseException:
             sock.close()
@@ -221,6 +242,17 @@ class KCPEndpoint:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def send_calls(self) -> int:
+        """System calls that sent KCP datagrams (fewer than :attr:`sent_datagrams` while the
+        kernel takes segmentation offload)."""
+        return self._sender.sends
+
+    @property
+    def sent_datagrams(self) -> int:
+        """KCP datagrams sent (as the peer receives them)."""
+        return self._sender.datagrams
 
     @property
     def connections(self) -> list[KCPConnection]:
@@ -294,19 +326,34 @@ class KCPEndpoint:
             # on the wire, and KCP resends.
             log.debug("udp send to %s failed: %s", addr, exc)
 
+    def send_batch(self, datagrams: list[bytes], addr: Address) -> None:
+        """Send the datagrams of one flush, in order, with as few system calls as the kernel
+        allows (see :mod:`~skywire.transport.udp_batch`); best effort, like :meth:`sendto`."""
+        sock = self._sock
+        if sock is not None:
+            self._sender.send(sock, datagrams, addr)
+
     def _read_ready(self) -> None:
         sock = self._sock
         if sock is None:
             return
+        gro = self._gro
         for _ in range(_READ_BATCH):
             try:
-                data, addr = sock.recvfrom(65536)
+                if gro:
+                    data, ancillary, _flags, addr = sock.recvmsg(65536, RECV_ANCILLARY)
+                else:
+                    data, addr = sock.recvfrom(65536)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:  # e.g. an ICMP error reported on the socket
                 log.debug("udp receive failed: %s", exc)
                 break
-            self._datagram_received(data, (str(addr[0]), int(addr[1])))
+            source = (str(addr[0]), int(addr[1]))
+            if gro and ancillary:
+                self._coalesced_received(data, ancillary, source)
+            else:
+                self._datagram_received(data, source)
             if self._sock is None:
                 return
         # One flush per batch: the acks of a whole burst leave in a few datagrams.
@@ -333,6 +380,24 @@ class KCPEndpoint:
         if len(self._tombstones) > 1024:
             now = time.monotonic()
             self._tombstones = {k: t for k, t in self._tombstones.items() if t > now}
+
+    def _coalesced_received(
+        self, data: bytes, ancillary: list[tuple[int, int, bytes]], addr: Address
+    ) -> None:
+        """Several datagrams of one flow in one buffer: KCP segments of one conversation go to
+        ``ikcp_input`` together (a run of whole segments, as one datagram may carry), anything
+        else one datagram at a time."""
+        size, parts = split_received(data, ancillary)
+        if parts is None:
+            self._datagram_received(data, addr)
+            return
+        if self.datagram_filter is None and _one_conversation(data, size):
+            self._datagram_received(data, addr)
+            return
+        for part in parts:
+            self._datagram_received(part, addr)
+            if self._sock is None:
+                return
 
     def _datagram_received(self, data: bytes, addr: Address) -> None:
         if self._closed:

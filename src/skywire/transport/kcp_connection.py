@@ -37,6 +37,10 @@ _ACTIVE_LINGER = 0.1
 (an idle conversation has no timer, so ten thousand idle binds cost nothing)."""
 
 
+_NO_MESSAGE = bytearray()
+"""What ``KCP.get_received`` returns when no whole message is waiting."""
+
+
 def as_c_int(conv: int) -> int:
     """``conv`` as the signed C ``int`` the binding takes (same 32 bits for ``ikcp_create``)."""
     if not 0 <= conv <= 0xFFFFFFFF:
@@ -75,7 +79,7 @@ class KCPHost(Protocol):
     @property
     def local_addr(self) -> Address: ...
 
-    def sendto(self, data: bytes, addr: Address) -> None: ...
+    def send_batch(self, datagrams: list[bytes], addr: Address) -> None: ...
 
     def touch(self, conn: KCPConnection) -> None: ...
 
@@ -87,7 +91,8 @@ class KCPConnection:
 
     Created by :meth:`KCPEndpoint.dial` and :meth:`KCPEndpoint.accept`, never directly.
     ``read`` returns ``b""`` once the connection is closed (locally, by its endpoint, or for
-    idleness); ``write`` then raises ``ConnectionResetError``.
+    idleness); ``write`` then raises ``ConnectionResetError``. The datagrams of each KCP call
+    (a flush or a tick) go to the endpoint as one batch.
     """
 
     def __init__(
@@ -113,9 +118,14 @@ class KCPConnection:
             send_window_size=options.send_window,
             receive_window_size=options.receive_window,
         )
+        self._out: list[bytes] = []  # datagrams of the KCP call in progress
         kcp.include_outbound_handler(self._output)
         self._kcp = kcp
-        self._pending = b""  # the unread tail of the message being read
+        self.coalesce_reads = False
+        """Let :meth:`read` join consecutive messages (for byte-stream users such as Noise);
+        off by default, since the address resolver's protocol relies on message boundaries."""
+        self._pending = b""  # the message (or messages) being read…
+        self._offset = 0  # …from this offset on
         self._readable = asyncio.Event()
         self._writable = asyncio.Event()
         self._write_lock = asyncio.Lock()
@@ -125,7 +135,7 @@ class KCPConnection:
         self._active_until = self._last_input + _ACTIVE_LINGER
         self._ticking = False
         self._timer: asyncio.TimerHandle | None = None
-        kcp.update()  # ikcp_flush does nothing before the first update
+        self._update()  # ikcp_flush does nothing before the first update
         self._arm_timer()
 
     def __repr__(self) -> str:
@@ -151,20 +161,30 @@ class KCPConnection:
 
     async def read(self, max_bytes: int = 65536) -> bytes:
         """At least one byte of the next message (at most ``max_bytes``, never bytes of two
-        messages), or ``b""`` once closed."""
+        messages unless :attr:`coalesce_reads`), or ``b""`` once closed."""
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
         while True:
-            if self._pending:
-                out, self._pending = self._pending[:max_bytes], self._pending[max_bytes:]
-                return out
+            pending = self._pending
+            if pending:
+                start, end = self._offset, self._offset + max_bytes
+                if end < len(pending):
+                    self._offset = end
+                    return pending[start:end]
+                self._pending, self._offset = b"", 0
+                return pending[start:] if start else pending
             if self._closed:
                 return b""
             message = self._kcp.get_received()
             if message:
-                self._pending = bytes(message)
-                # Reading may reopen a full receive window: the tick tells the peer.
+                if self.coalesce_reads:
+                    self._pending = self._more_messages(message)
+                else:
+                    self._pending = bytes(message)
+                # Reading may reopen a full receive window: tell the peer now (ikcp queues a
+                # window update then), not at the next tick.
                 self._activity()
+                self._flush()
                 continue
             self._readable.clear()
             await self._readable.wait()
@@ -190,25 +210,33 @@ class KCPConnection:
             raise ConnectionResetError(f"write on a closed KCP connection ({self._close_reason})")
         if not data:
             return
-        view = memoryview(data)
+        if not isinstance(data, bytes):
+            data = bytes(data)
         mss = self._options.mss
         limit = self._options.send_window * 2
+        kcp = self._kcp
         async with self._write_lock:
             self._activity()
-            for start in range(0, len(view), mss):
-                while self._kcp.get_outbound_packets() >= limit:
-                    self._kcp.flush()
+            offset, end = 0, len(data)
+            while offset < end:
+                room = limit - kcp.get_outbound_packets()
+                if room <= 0:
+                    self._flush()
                     self._writable.clear()
                     await self._writable.wait()
                     if self._closed:
                         raise ConnectionResetError(
                             f"KCP connection closed while writing ({self._close_reason})"
                         )
+                    continue
+                stop = min(end, offset + room * mss)
                 try:
-                    self._kcp.enqueue(bytes(view[start : start + mss]))
+                    for start in range(offset, stop, mss):
+                        kcp.enqueue(data[start : start + mss])
                 except KCPException as exc:  # pragma: no cover - only for an oversized segment
                     raise ConnectionError(f"kcp send: {exc}") from exc
-            self._kcp.flush()
+                offset = stop
+            self._flush()
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait until every written byte is acknowledged; ``False`` on timeout or close."""
@@ -232,13 +260,38 @@ class KCPConnection:
         """Send what is queued once more and forget the conversation; harmless twice."""
         if not self._closed:
             with contextlib.suppress(Exception):
-                self._kcp.flush()
+                self._flush()
             self._shutdown("closed")
 
     # -- driven by the endpoint ---------------------------------------------------------------
 
     def _output(self, _kcp: KCP, data: bytes) -> None:
-        self._endpoint.sendto(data, self.remote_addr)
+        self._out.append(data)
+
+    def _send_out(self) -> None:
+        """Hand the datagrams the last KCP call produced to the socket, in one batch."""
+        if self._out:
+            out, self._out = self._out, []
+            self._endpoint.send_batch(out, self.remote_addr)
+
+    def _flush(self) -> None:
+        try:
+            self._kcp.flush()
+        finally:
+            self._send_out()
+
+    def _update(self) -> None:
+        try:
+            self._kcp.update()
+        finally:
+            self._send_out()
+
+    def _more_messages(self, first: bytearray) -> bytes:
+        """``first`` followed by every message already received after it (at most a receive
+        window of them; :meth:`read` hands them out ``max_bytes`` at a time)."""
+        parts = [first]
+        parts.extend(iter(self._kcp.get_received, _NO_MESSAGE))
+        return b"".join(parts)
 
     def kcp_input(self, data: bytes) -> None:
         if self._closed:
@@ -257,7 +310,7 @@ class KCPConnection:
             return
         # Acks go out at once (rather than on the next tick), and so does new data the acks
         # made room for.
-        self._kcp.flush()
+        self._flush()
         self._wake()
 
     def _wake(self) -> None:
@@ -270,7 +323,7 @@ class KCPConnection:
         """Something happened: make the timer tick at KCP's pace for a while."""
         self._active_until = time.monotonic() + _ACTIVE_LINGER
         if not self._ticking and not self._closed:
-            self._kcp.update()  # bring KCP's clock up to date (and flush what is due)
+            self._update()  # bring KCP's clock up to date (and flush what is due)
             self._arm_timer()
 
     def _arm_timer(self) -> None:
@@ -299,7 +352,7 @@ class KCPConnection:
             self._shutdown(f"idle for {idle:g} s")
             return
         if self._ticking:
-            self._kcp.update()
+            self._update()
             self._wake()
         self._arm_timer()
 

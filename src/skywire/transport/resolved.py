@@ -196,6 +196,7 @@ class SudphNetwork:
     async def _secure(self, kcp: KCPConnection) -> None:
         try:
             conn = await secure_responder(kcp, self.sk, self.tp_type)
+            kcp.coalesce_reads = True  # Noise reads a byte stream (the handshake is done)
             self._accepted.put_nowait(conn)
         except (HandshakeError, WireError, OSError, TimeoutError, asyncio.QueueFull) as exc:
             log.info("sudph: refused %s: %s", kcp.remote_addr, exc)
@@ -228,7 +229,9 @@ class SudphNetwork:
                 try:
                     async with asyncio.timeout(SUDPH_ATTEMPT_TIMEOUT):
                         kcp = await self.endpoint.dial(addr)
-                        return await secure_initiator(kcp, self.sk, remote, self.port, self.tp_type)
+                        conn = await secure_initiator(kcp, self.sk, remote, self.port, self.tp_type)
+                    kcp.coalesce_reads = True  # Noise reads a byte stream (the handshake is done)
+                    return conn
                 except (HandshakeError, WireError, OSError, TimeoutError) as exc:
                     errors.append(f"{addr[0]}:{addr[1]} (attempt {attempt + 1}): {exc}")
                     if kcp is not None:

@@ -1,7 +1,9 @@
 """The visor's local control API, for ``skywire cli`` (JSON over HTTP on ``cli_addr``).
 
 The reference speaks gob net/rpc on ``localhost:3435``; this visor answers JSON on the same
-address instead, so that operators can also use ``curl``. Errors are ``{"error": "..."}`` with a
+address, so that operators can also use ``curl``, and gob net/rpc too, so that upstream's
+``skywire cli`` can drive it (:mod:`~skywire.visor.rpc_port` tells them apart,
+:mod:`~skywire.visor.rpc_gob` answers the gob calls). Errors are ``{"error": "..."}`` with a
 4xx/5xx status. ``GET /metrics`` answers Prometheus text
 (:func:`~skywire.visor.metrics.visor_metrics`).
 """
@@ -11,7 +13,8 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any, Protocol, Self
 
 import aiohttp
 from aiohttp import web
@@ -24,7 +27,9 @@ from skywire.transport.manager import TransportError
 from skywire.visor.config import AppConfig
 from skywire.visor.launcher import Launcher
 from skywire.visor.rpc_apps import add_app_routes
+from skywire.visor.rpc_gob import visor_rpc_server
 from skywire.visor.rpc_ops import OpsAPI, add_ops_routes
+from skywire.visor.rpc_port import ControlPort
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -114,12 +119,34 @@ class VisorAPI(OpsAPI, Protocol):
 
 
 class RPCServer(AppServer):
-    """Serves the visor's control API on a local TCP address (``async with``)."""
+    """Serves the visor's control API on a local TCP address (``async with``): JSON over HTTP
+    and upstream's gob net/rpc on the one port."""
 
     def __init__(self, api: VisorAPI, addr: str) -> None:
         host, port = split_addr(addr)
         super().__init__(host, port)
         self.api = api
+        self._port: ControlPort | None = None
+
+    @property
+    def runner(self) -> web.AppRunner | None:
+        return None if self._port is None else self._port.runner
+
+    async def __aenter__(self) -> Self:
+        port = ControlPort(self.make_app(), visor_rpc_server(self.api), self.host, self.port)
+        await port.__aenter__()
+        self._port, self.port = port, port.port
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        port, self._port = self._port, None
+        if port is not None:
+            await port.close()
 
     def make_app(self) -> web.Application:
         app = web.Application()

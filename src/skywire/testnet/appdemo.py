@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from skywire.cipher import PubKey, SecKey
 from skywire.services.sd import SDClient
 from skywire.services.sd.entry import ServiceType
 from skywire.testnet.demo import socks5_get
+from skywire.testnet.parts import free_port
 from skywire.visor.config import AppConfig, VisorConfig
 from skywire.visor.rpc import RPCClient
 
@@ -37,12 +37,6 @@ SERVER, CLIENT, CHAT_A, CHAT_B = 2, 0, 0, 3
 """Which visor runs what: the route client → server has exactly 2 hops in the row."""
 
 READY_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -11,7 +11,6 @@ the network's key book, so a second run is the same network; logs go to ``<dir>/
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,18 +20,12 @@ from skywire.cipher import PubKey
 from skywire.dmsg.server import ServerConfig
 from skywire.testnet.appdemo import AppPlan
 from skywire.testnet.keys import KeyBook
-from skywire.testnet.parts import Part, wait_disc_entry, wait_visor
+from skywire.testnet.parts import Part, free_port, wait_disc_entry, wait_visor
 from skywire.visor.config import VisorConfig
 
 __all__ = ["Deployment", "Ports"]
 
 VISORS = 4
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -11,15 +11,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["STARTUP_TIMEOUT", "STOP_TIMEOUT", "Part", "PartError"]
+__all__ = ["STARTUP_TIMEOUT", "STOP_TIMEOUT", "Part", "PartError", "free_port"]
 
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    """A port free now, below the kernel's ephemeral range (32768 and up), so that an outgoing
+    connection made before the part binds it cannot take it meanwhile."""
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError("no free port found in 20000-32000")
 
 
 class PartError(RuntimeError):

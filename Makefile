@@ -37,12 +37,12 @@ netns-tools:
 	  echo "could not install iptables: the NAT test will be skipped"; \
 	fi
 
-# The browser tests drive Debian's headless Chromium, the proxy tests curl; as root, install
-# what is missing (once).
+# The browser tests drive Debian's headless Chromium, the proxy tests curl, the dmsgpty test
+# tmux; as root, install what is missing (once).
 browser-tools:
-	@for tool in chromium curl; do \
+	@for tool in chromium curl tmux; do \
 	  if [ "$$(id -u)" = 0 ] && ! command -v $$tool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing $$tool (for the browser and proxy tests)"; \
+	    echo "installing $$tool (for the browser, proxy and dmsgpty tests)"; \
 	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$tool >/dev/null 2>&1 || \
 	     (apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$tool >/dev/null 2>&1)) || \
 	    echo "could not install $$tool: the tests that need it will be skipped"; \

@@ -26,6 +26,7 @@ DMSG = [
     Lazy("server", "skywire.cli.dmsg", "register", "The dmsg relay server."),
     Lazy("disc", "skywire.cli.dmsg_disc", "register", "Run the dmsg discovery service."),
     Lazy("web", "skywire.cli.dmsg_web", "register", "Serve <pk>.dmsg names to browsers and curl."),
+    Lazy("pty", "skywire.cli.dmsg_pty", "register", "A shell over dmsg (dmsgpty)."),
 ]
 SVC = [
     Lazy("tpd", "skywire.cli.svc_tpd", "register", "Run the transport discovery."),

@@ -179,6 +179,43 @@ class SkynetWebConfig(_Model):
     services: list[SkynetService] = Field(default_factory=list)
 
 
+class CookieConfig(_Model):
+    """The dashboard's session cookie (upstream's ``hypervisor.cookies``, without the keys:
+    sessions live on the server, the cookie holds a random id)."""
+
+    expires_duration: str = "12h0m0s"
+    path: str = "/"
+    domain: str = ""
+
+    @field_validator("expires_duration", mode="before")
+    @classmethod
+    def _duration(cls, v: object) -> str:
+        if isinstance(v, int) and not isinstance(v, bool):  # upstream: Go nanoseconds
+            v = format_duration(v / 1e9)
+        if not isinstance(v, str) or parse_duration(v) <= 0:
+            raise ValueError("expires_duration must be positive")
+        return v
+
+
+class HypervisorConfig(_Model):
+    """A visor that is a hypervisor serves the dashboard on ``http_addr`` and takes the links
+    of the visors that name it in their ``hypervisors`` on dmsg port ``dmsg_port``."""
+
+    enabled: bool = False
+    http_addr: str = "127.0.0.1:8000"
+    dmsg_port: int = 46
+    """Where visors' links arrive (they dial upstream's 46)."""
+    db_path: str = ""
+    """The accounts' SQLite file; empty: ``<local_path>/users.db``."""
+    password: str = ""
+    """When set, the ``admin`` account's password is set to it at every start (a change made
+    on the page lasts until then); empty: the first visit creates the account, as upstream."""
+    cookies: CookieConfig = Field(default_factory=CookieConfig)
+    enable_tls: bool = False
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+
+
 class PersistentTransport(_Model):
     pk: PubKey
     type: str
@@ -211,6 +248,7 @@ class VisorConfig(_Model):
     """Refuse classical-only handshakes (as the SKYWIRE_REQUIRE_PQ environment switch does)."""
     dmsg_web: DmsgWebConfig = Field(default_factory=DmsgWebConfig)
     skynet_web: SkynetWebConfig = Field(default_factory=SkynetWebConfig)
+    hypervisor: HypervisorConfig = Field(default_factory=HypervisorConfig)
 
     @model_validator(mode="after")
     def _keys_match(self) -> VisorConfig:

@@ -25,6 +25,7 @@ from skywire.dmsg.http import HTTPServer
 from skywire.proxy.skynet import TransportLookup, reverse_of, route_address, source_route
 from skywire.router import Router, RouterConfig
 from skywire.routing.route import Hop
+from skywire.routing.rule import Rule
 from skywire.services.ar.client import ARClient
 from skywire.services.dmsgdisc.client import DiscClient
 from skywire.services.rf.client import RFClient
@@ -42,6 +43,7 @@ from skywire.visor.appdisc import AppAnnouncer
 from skywire.visor.appserver import AppServer
 from skywire.visor.config import AppConfig, VisorConfig
 from skywire.visor.echo import PingResult, RouteEcho, route_ping
+from skywire.visor.hypervisor import Hypervisor, HypervisorClient, client_of, hypervisor_of
 from skywire.visor.launcher import Launcher
 from skywire.visor.logfile import LogFile
 from skywire.visor.logserver import LOG_SERVER_PORT, logserver_app
@@ -102,7 +104,10 @@ class Visor:
         self.app_server: AppServer | None = None
         self._launcher: Launcher | None = None
         self.announcer: AppAnnouncer | None = None
+        self.hypervisor: Hypervisor | None = None
+        self.hypervisor_links: HypervisorClient | None = None
         self.halted = asyncio.Event()
+        self.reload_requested = False  # set with halted: start again from config_path
         # What start() brought up, closed in reverse by close().
         self._stack = contextlib.AsyncExitStack()
 
@@ -193,6 +198,8 @@ class Visor:
         await self._serve_log_server()
         if self._apps_enabled and cfg.launcher.apps:
             await self._start_apps()
+        await self._start_hypervisor()
+        await self._connect_hypervisors()
         log.info("visor %s up", self.pk)
 
     async def _start_apps(self) -> None:
@@ -264,6 +271,19 @@ class Visor:
         )
         listener = await self.dmsg.listen(LOG_SERVER_PORT)
         await self._stack.enter_async_context(HTTPServer(app, listener))
+
+    async def _start_hypervisor(self) -> None:
+        """The dashboard, when ``hypervisor.enabled`` (visors link to it on dmsg port 46)."""
+        if self.cfg.hypervisor.enabled:
+            assert self.dmsg is not None
+            self.hypervisor = await self._stack.enter_async_context(hypervisor_of(self, self.dmsg))
+
+    async def _connect_hypervisors(self) -> None:
+        """Links to the hypervisors named in ``hypervisors``, kept open (redialed)."""
+        assert self.dmsg is not None
+        links = client_of(self, self.dmsg)
+        if links is not None:
+            self.hypervisor_links = await self._stack.enter_async_context(links)
 
     async def close(self) -> None:
         """RPC, router, route finder client, this visor's entries in transport discovery,
@@ -339,6 +359,26 @@ class Visor:
     async def dmsg_ping(self, pk: PubKey, count: int) -> list[float]:
         assert self.dmsg is not None
         return await self.dmsg.ping(pk, count)
+
+    def reload(self) -> bool:
+        """Ask whoever runs this visor to close it and start it again from its file."""
+        if self.config_path is None:
+            return False
+        log.info("visor %s: reload requested over the control API", self.pk)
+        self.reload_requested = True
+        self.halted.set()
+        return True
+
+    def save_rule(self, rule: Rule) -> None:
+        assert self.router is not None
+        self.router.table.save_rule(rule, time.monotonic())
+
+    def remove_rule(self, key: int) -> bool:
+        assert self.router is not None
+        if not any(r.key_route_id == key for r in self.router.table.all_rules(time.monotonic())):
+            return False
+        self.router.table.del_rules([key])
+        return True
 
     def halt(self) -> None:
         """Ask whoever runs this visor to stop it (``skywire visor`` waits on :attr:`halted`)."""

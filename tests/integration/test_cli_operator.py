@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from skywire import __version__
+from skywire.cipher import SecKey
 from skywire.testnet.dmsgnet import LocalDmsgNetwork
 from skywire.testnet.skynet import LocalSkywire
 
@@ -79,9 +80,34 @@ async def test_operator_commands_on_a_row_of_visors() -> None:
         assert [h["pk"] for h in trace] == [b.pk.hex(), c.pk.hex()]
         assert all(isinstance(h["rtt_ms"], float) and h["error"] is None for h in trace)
 
+        # a rule by hand: added, listed, removed
+        tp_id = listed[0]["id"]
+        code, out, err = await skywire(
+            "cli", "route", "add-rule", "intfwd", "4242", "77", tp_id, "--keep-alive", "60", *rpc
+        )
+        assert code == 0 and "rule 4242 saved" in out, err
+        rules = await cli_json("rule", "ls", *rpc)
+        assert isinstance(rules, list)
+        mine = [r for r in rules if r["key"] == 4242]
+        assert len(mine) == 1 and mine[0]["intermediary_forward_fields"]["next_rid"] == 77
+        code, out, err = await skywire(
+            "cli", "route", "add-rule", "app", "4243", a.pk.hex(), "5", c.pk.hex(), "6", *rpc
+        )
+        assert code == 0, err
+        code, out, _ = await skywire("cli", "route", "rm-rule", "4242", *rpc)
+        assert code == 0 and "removed" in out
+        code, _, err = await skywire("cli", "route", "rm-rule", "4242", *rpc)
+        assert code == 1 and "no rule with route ID 4242" in err
+        rules = await cli_json("rule", "ls", *rpc)
+        assert isinstance(rules, list)
+        assert [r["key"] for r in rules if r["key"] in (4242, 4243)] == [4243]
+
         code, out, _ = await skywire("cli", "visor", "halt", *rpc)
         assert code == 0 and "stopping" in out
         assert a.halted.is_set()
+        # an in-process visor has no file to reload from
+        code, _, err = await skywire("cli", "visor", "reload", *rpc)
+        assert code == 1 and "not started from a configuration file" in err
 
 
 async def test_halt_stops_a_visor_process(tmp_path: Path) -> None:
@@ -105,6 +131,19 @@ async def test_halt_stops_a_visor_process(tmp_path: Path) -> None:
             async with asyncio.timeout(60):
                 while (await skywire("cli", "visor", "ver", *rpc))[0] != 0:  # noqa: ASYNC110
                     await asyncio.sleep(0.2)  # the visor process is starting
+            # reload: the same process starts the visor again from the (edited) file
+            first = await cli_json("visor", "info", *rpc)
+            cfg.survey_whitelist = [SecKey.generate().pubkey()]
+            cfg.save(path)
+            code, _, err = await skywire("cli", "visor", "reload", *rpc)
+            assert code == 0, err
+            async with asyncio.timeout(60):
+                while True:
+                    code, out, _ = await skywire("cli", "visor", "info", "--json", *rpc)
+                    if code == 0 and json.loads(out)["uptime_s"] < first["uptime_s"]:  # type: ignore[index]
+                        break
+                    await asyncio.sleep(0.2)  # the visor is restarting
+            assert proc.returncode is None
             code, _, err = await skywire("cli", "visor", "halt", *rpc)
             assert code == 0, err
             async with asyncio.timeout(30):

@@ -413,6 +413,17 @@ def visor_run(
     lock = _claim(cfg)
 
     async def main(stop: asyncio.Event) -> None:
+        current = cfg
+        while await run_once(stop, current):  # `cli visor reload`: again, from the file
+            try:
+                current = VisorConfig.load(config)
+            except (OSError, ValueError) as exc:
+                err.print(f"[red]error:[/red] reload: cannot load {config}: {exc}")
+                raise typer.Exit(2) from exc
+            err.print(f"reloading from {config}")
+
+    async def run_once(stop: asyncio.Event, cfg: VisorConfig) -> bool:
+        """Run the visor until stopped; True when it asked to be started again."""
         from skywire.visor.services import service_registry
 
         async with (
@@ -427,9 +438,12 @@ def visor_run(
                 for w in waits:
                     w.cancel()
                 await asyncio.gather(*waits, return_exceptions=True)
+            if v.reload_requested and not stop.is_set():
+                return True
             err.print(
                 "shutting down" + (" (halted over the control API)" if v.halted.is_set() else "")
             )
+        return False
 
     try:
         asyncio.run(run_until_interrupted(main))

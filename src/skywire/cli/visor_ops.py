@@ -79,6 +79,96 @@ def visor_halt(rpc: RpcOption = "localhost:3435") -> None:
     out.print("the visor is stopping")
 
 
+def visor_reload(rpc: RpcOption = "localhost:3435") -> None:
+    """Restart the running visor from its configuration file (re-read), in the same process."""
+    call_visor(rpc, "POST", "/visor/reload")
+    out.print("the visor is restarting from its configuration file")
+
+
+# ------------------------------------------------------------------------------ rules
+KeepAliveOption = Annotated[
+    float, typer.Option("--keep-alive", help="Seconds without traffic before the rule expires.")
+]
+
+
+def _save_rule(rpc: str, rule: Any, as_json: bool) -> None:
+    row = call_visor(rpc, "POST", "/rules", rule.summary())
+    if as_json:
+        out.print_json(json.dumps(row))
+    else:
+        out.print(f"rule {row['key_route_id']} saved", highlight=False)
+
+
+def add_rule_app(
+    route_id: Annotated[int, typer.Argument(help="The rule's route ID (key).")],
+    local_pk: Annotated[str, typer.Argument()],
+    local_port: Annotated[int, typer.Argument()],
+    remote_pk: Annotated[str, typer.Argument()],
+    remote_port: Annotated[int, typer.Argument()],
+    keep_alive: KeepAliveOption = 30.0,
+    rpc: RpcOption = "localhost:3435",
+    as_json: JsonOption = False,
+) -> None:
+    """A consume rule: packets on the route ID are delivered to the local app."""
+    from skywire.routing.rule import ConsumeRule, RouteDescriptor
+
+    desc = RouteDescriptor(parse_pk(local_pk), parse_pk(remote_pk), local_port, remote_port)
+    _save_rule(rpc, ConsumeRule(int(keep_alive * 1e9), route_id, desc), as_json)
+
+
+def add_rule_fwd(
+    route_id: Annotated[int, typer.Argument(help="The rule's route ID (key).")],
+    next_route_id: Annotated[int, typer.Argument()],
+    next_tp_id: Annotated[str, typer.Argument(help="The transport to send on.")],
+    local_pk: Annotated[str, typer.Argument()],
+    local_port: Annotated[int, typer.Argument()],
+    remote_pk: Annotated[str, typer.Argument()],
+    remote_port: Annotated[int, typer.Argument()],
+    keep_alive: KeepAliveOption = 30.0,
+    rpc: RpcOption = "localhost:3435",
+    as_json: JsonOption = False,
+) -> None:
+    """A forward rule: the route's first hop out of this (initiating) visor."""
+    from skywire.routing.rule import ForwardRule, RouteDescriptor
+
+    desc = RouteDescriptor(parse_pk(local_pk), parse_pk(remote_pk), local_port, remote_port)
+    rule = ForwardRule(int(keep_alive * 1e9), route_id, next_route_id, _tp_id(next_tp_id), desc)
+    _save_rule(rpc, rule, as_json)
+
+
+def add_rule_intfwd(
+    route_id: Annotated[int, typer.Argument(help="The rule's route ID (key).")],
+    next_route_id: Annotated[int, typer.Argument()],
+    next_tp_id: Annotated[str, typer.Argument(help="The transport to send on.")],
+    keep_alive: KeepAliveOption = 30.0,
+    rpc: RpcOption = "localhost:3435",
+    as_json: JsonOption = False,
+) -> None:
+    """An intermediary forward rule: packets on the route ID go on to the next hop."""
+    from skywire.routing.rule import IntermediaryForwardRule
+
+    rule = IntermediaryForwardRule(
+        int(keep_alive * 1e9), route_id, next_route_id, _tp_id(next_tp_id)
+    )
+    _save_rule(rpc, rule, as_json)
+
+
+def _tp_id(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{text!r} is not a transport ID") from exc
+
+
+def rm_rule(
+    route_id: Annotated[int, typer.Argument(help="The rule's route ID (key).")],
+    rpc: RpcOption = "localhost:3435",
+) -> None:
+    """Remove a routing rule by its route ID."""
+    call_visor(rpc, "DELETE", f"/rules/{route_id}")
+    out.print(f"rule {route_id} removed", highlight=False)
+
+
 # ------------------------------------------------------------------------------ tp disc
 def tp_disc(
     pk: Annotated[str, typer.Option("--pk", help="Transports with this edge.")] = "",
@@ -207,7 +297,16 @@ def route_trace(
     out.print(table)
 
 
+add_rule_app_ = typer.Typer(help="Add a routing rule by hand (app, fwd or intfwd).")
+
+
 def register() -> None:
+    visor_app.command("reload")(visor_reload)
+    add_rule_app_.command("app")(add_rule_app)
+    add_rule_app_.command("fwd")(add_rule_fwd)
+    add_rule_app_.command("intfwd")(add_rule_intfwd)
+    route_app.add_typer(add_rule_app_, name="add-rule")
+    route_app.command("rm-rule")(rm_rule)
     visor_app.command("ver")(visor_ver)
     visor_app.command("ports")(visor_ports)
     visor_app.command("ping")(visor_ping)

@@ -152,5 +152,73 @@ def start(
         raise typer.Exit(1) from exc
 
 
+# ------------------------------------------------------------------ through a running visor
+visor_pty_app = typer.Typer(
+    help="A shell on a remote visor, through the local visor's dmsgpty socket.",
+    no_args_is_help=True,
+)
+
+
+PkArg = Annotated[
+    str,
+    typer.Argument(help="The remote visor (its dmsgpty whitelist must list the local visor)."),
+]
+
+
+@visor_pty_app.command("start")
+def cli_start(
+    pk: PkArg,
+    socket_path: Annotated[
+        str,
+        typer.Option("--socket", "-s", help="The local visor's dmsgpty.cli_address."),
+    ] = "/tmp/dmsgpty.sock",
+    port: PortOption = DEFAULT_PORT,
+    cmd: Annotated[
+        str, typer.Option("--cmd", "-c", help="Command to run there (empty: its own shell).")
+    ] = DEFAULT_CMD,
+    arg: Annotated[
+        list[str] | None, typer.Option("--arg", "-a", help="An argument of the command.")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to reach the remote visor.")] = 30.0,
+) -> None:
+    """Open an interactive terminal on a remote visor: the local visor dials it over dmsg (as
+    upstream's ``skywire cli dmsgpty start``); exit the shell to leave."""
+    from skywire.dmsg.pty import PtyClient, PtyError, PtyRejectedError, connect_cli
+    from skywire.dmsg.pty.protocol import proxy_uri
+    from skywire.dmsg.pty.term import attach
+    from skywire.wire.errors import WireError
+
+    remote = _pubkey(pk, "PK")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        me = asyncio.current_task()
+        assert me is not None
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # leave through the terminal restore
+            loop.add_signal_handler(sig, me.cancel)
+        async with asyncio.timeout(timeout):
+            stream = await connect_cli(socket_path)
+            pty = await PtyClient.connect(stream, proxy_uri(remote, port))
+        async with pty:
+            await attach(pty, cmd, arg or ())
+
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            asyncio.run(main())
+    except PtyRejectedError as exc:
+        err.print(f"[red]error:[/red] {remote} refused the pty ({exc}): not on its whitelist?")
+        raise typer.Exit(1) from exc
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        err.print(f"[red]error:[/red] no visor serves dmsgpty on {socket_path} ({exc.strerror})")
+        raise typer.Exit(1) from exc
+    except (PtyError, WireError, OSError, TimeoutError) as exc:
+        err.print(f"[red]error:[/red] {exc or type(exc).__name__}")
+        raise typer.Exit(1) from exc
+
+
 def register(dmsg_app: typer.Typer) -> None:
     dmsg_app.add_typer(pty_app, name="pty")
+
+
+def register_cli(cli_app: typer.Typer) -> None:
+    cli_app.add_typer(visor_pty_app, name="dmsgpty")

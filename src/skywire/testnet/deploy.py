@@ -250,6 +250,9 @@ class Deployment:
         cfg.transport.public_autoconnect = False
         cfg.launcher.service_discovery = self.sd_url
         cfg.launcher.server_addr = "127.0.0.1:0"
+        # shells for visor 0's key; each visor its own local socket
+        cfg.dmsgpty.whitelist = [self.visor_pk(0)]
+        cfg.dmsgpty.cli_address = str(local / "dmsgpty.sock")
         return cfg
 
     async def start(self) -> None:

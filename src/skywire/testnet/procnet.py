@@ -161,6 +161,7 @@ class ProcessNetwork:
             )
             cfg.dmsg.sessions_count = self.sessions
             cfg.launcher.apps = []  # no default apps (eight skychat pages would share :8001)
+            cfg.dmsgpty.cli_address = str(d / f"visor-{i}" / "dmsgpty.sock")
             cfg.skywire_tcp.listening_address = ""
             cfg.transport.public_autoconnect = False
             peers = [(j if i == a else a, t) for a, j, t in self.links if i in (a, j)]

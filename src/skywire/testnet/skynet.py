@@ -132,6 +132,7 @@ class LocalSkywire:
         cfg.skywire_tcp.listening_address = ""
         if self.sd is not None:
             cfg.launcher.service_discovery = self.sd.url
+        cfg.dmsgpty.cli_address = ""  # several visors in one process: no shared socket
         if self.apps:  # several visors in one process: each app server on its own port
             cfg.launcher.server_addr = "127.0.0.1:0"
         return cfg

@@ -22,6 +22,7 @@ from skywire.debug import install_ring_handler, whitelist_gate
 from skywire.debug.metrics import Registry as MetricsRegistry
 from skywire.dmsg.client import Client
 from skywire.dmsg.http import HTTPServer
+from skywire.dmsg.pty import MemoryWhitelist, PtyHost
 from skywire.proxy.skynet import TransportLookup, reverse_of, route_address, source_route
 from skywire.router import Router, RouterConfig
 from skywire.routing.route import Hop
@@ -107,6 +108,7 @@ class Visor:
         self.hypervisor: Hypervisor | None = None
         self.hypervisor_links: HypervisorClient | None = None
         self.halted = asyncio.Event()
+        self.pty_host: PtyHost | None = None
         self.reload_requested = False  # set with halted: start again from config_path
         # What start() brought up, closed in reverse by close().
         self._stack = contextlib.AsyncExitStack()
@@ -196,6 +198,7 @@ class Visor:
         if self._rpc_enabled:
             self.rpc = await st.enter_async_context(RPCServer(self, cfg.cli_addr))
         await self._serve_log_server()
+        await self._start_dmsgpty()
         if self._apps_enabled and cfg.launcher.apps:
             await self._start_apps()
         await self._start_hypervisor()
@@ -271,6 +274,23 @@ class Visor:
         )
         listener = await self.dmsg.listen(LOG_SERVER_PORT)
         await self._stack.enter_async_context(HTTPServer(app, listener))
+
+    async def _start_dmsgpty(self) -> None:
+        """The ``dmsgpty`` block: shells on its dmsg port for the whitelisted keys, and the
+        local CLI socket (``skywire cli dmsgpty start <pk>`` reaches other visors through it).
+        An empty ``cli_address`` serves no socket; a socket another process serves is left to
+        it (logged)."""
+        assert self.dmsg is not None
+        block = self.cfg.dmsgpty
+        host = PtyHost(self.dmsg, MemoryWhitelist(block.whitelist), port=block.dmsg_port)
+        self.pty_host = await self._stack.enter_async_context(host)
+        if block.cli_network != "unix" or not block.cli_address:
+            return
+        if await socket_in_use(block.cli_address):
+            log.warning("dmsgpty: %s is served by another process: no CLI socket here",
+                        block.cli_address)  # fmt: skip
+            return
+        await host.serve_cli(block.cli_address)
 
     async def _start_hypervisor(self) -> None:
         """The dashboard, when ``hypervisor.enabled`` (visors link to it on dmsg port 46)."""
@@ -497,3 +517,15 @@ def _is_loopback_url(url: str) -> bool:
 
     host = urlsplit(url).hostname or ""
     return host in ("localhost", "::1") or host.startswith("127.")
+
+
+async def socket_in_use(path: str) -> bool:
+    """Whether a process accepts connections on the Unix socket ``path``."""
+    try:
+        _, writer = await asyncio.open_unix_connection(path)
+    except OSError:
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True

@@ -6,6 +6,7 @@ Expiry is tested with an injected clock on memory/SQLite and through Redis's own
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -322,3 +323,129 @@ async def test_sqlite_in_memory_and_factory(tmp_path: Path) -> None:
         assert isinstance(store, MemoryStore)
     with pytest.raises(ValueError):
         await open_store("postgres")
+
+
+async def test_tombstones(backend: Backend) -> None:
+    store = backend.store
+    kp = KeyPair.generate()
+    assert await store.tombstone(kp.pk) is None
+    await store.bury(kp.pk, T0 + 5, T0 + 7, 60.0)
+    assert await store.tombstone(kp.pk) == (T0 + 5, T0 + 7)
+    await store.bury(kp.pk, T0 + 9, T0 + 11, 60.0)  # a later delete replaces it
+    assert await store.tombstone(kp.pk) == (T0 + 9, T0 + 11)
+    await store.unbury(kp.pk)
+    await store.unbury(kp.pk)  # forgetting nothing is fine
+    assert await store.tombstone(kp.pk) is None
+
+
+async def test_redis_tombstones_are_shared_and_expire() -> None:
+    async with _redis_store() as (store, raw, ns):
+        other = RedisStore(aioredis.Redis.from_url(REDIS_URL), namespace=ns)
+        try:
+            kp = KeyPair.generate()
+            await store.bury(kp.pk, T0, T0 + 1, 30.0)
+            assert await other.tombstone(kp.pk) == (T0, T0 + 1)
+            assert 0 < await raw.pttl(f"{ns}deleted:{kp.pk.hex()}") <= 30_000
+            # a tombstone is no entry: listings and sets do not see it
+            assert await other.client_pks() == []
+            await raw.set(f"{ns}deleted:{kp.pk.hex()}", b"garbage")
+            assert await other.tombstone(kp.pk) is None
+            await other.unbury(kp.pk)
+            assert await raw.exists(f"{ns}deleted:{kp.pk.hex()}") == 0
+        finally:
+            await other.close()
+
+
+async def test_two_discovery_replicas_on_one_redis_share_deletes() -> None:
+    """What one replica deletes, the other neither serves nor lets a captured copy restore."""
+    from skywire.dmsg.disc_entry import WrongTimeError
+    from skywire.services.dmsgdisc import DiscClient, DiscoveryServer
+
+    async with _redis_store() as (store1, _raw, ns):
+        store2 = RedisStore(aioredis.Redis.from_url(REDIS_URL), namespace=ns)
+        clock = FakeClock()
+        try:
+            async with (
+                DiscoveryServer(store1, clock=clock, purge_interval=None) as one,
+                DiscoveryServer(store2, clock=clock, purge_interval=None) as two,
+                DiscClient(one.url, clock=clock) as c1,
+                DiscClient(two.url, clock=clock) as c2,
+            ):
+                kp = KeyPair.generate()
+                first = _client(kp, 0)
+                await c1.post_entry(first)
+                assert await c2.get_entry(kp.pk) == first
+                clock.advance(1)
+                fresh = sign(replace(first, sequence=1, timestamp=clock()), kp.sk)
+                await c2.delete_entry(fresh)
+                with pytest.raises(KeyNotFoundError):
+                    await c1.get_entry(kp.pk)
+                for c in (c1, c2):
+                    with pytest.raises(WrongTimeError):
+                        await c.post_entry(first)
+                with pytest.raises(KeyNotFoundError):
+                    await c2.get_entry(kp.pk)
+                clock.advance(1)
+                newer = _client(kp, 0)
+                newer = sign(replace(newer, timestamp=clock()), kp.sk)
+                await c1.post_entry(newer)  # the holder may come back
+                assert await c2.get_entry(kp.pk) == newer
+        finally:
+            await store2.close()
+
+
+async def test_redis_store_queues_commands_beyond_its_connections() -> None:
+    """More concurrent commands than connections wait for one instead of failing with
+    "Too many connections" (a few hundred concurrent lookups used to answer 500)."""
+    async with _redis_store() as (_store, _raw, ns):
+        store = await RedisStore.open(REDIS_URL, namespace=ns, max_connections=2)
+        try:
+            kps = [KeyPair.generate() for _ in range(5)]
+            for kp in kps:
+                await store.set(_client(kp, 1))
+            got = await asyncio.gather(*(store.get(kps[i % 5].pk) for i in range(200)))
+            assert [e.static for e in got] == [kps[i % 5].pk for i in range(200)]
+        finally:
+            await store.close()
+
+
+async def test_redis_listing_walks_large_sets_in_chunks() -> None:
+    """More members than one pipeline chunk: every live key is listed, dangling ones dropped."""
+    from skywire.services.dmsgdisc.store.redis import LIST_CHUNK
+
+    async with _redis_store() as (store, r, ns):
+        live = sorted(f"{i:066x}" for i in range(1, LIST_CHUNK + 50))
+        dead = [f"{i:066x}" for i in range(LIST_CHUNK + 50, LIST_CHUNK + 80)]
+        await r.sadd(f"{ns}clients", *live, *dead)
+        await r.mset({f"{ns}{m}": b"{}" for m in live})
+        # the member keys are no curve points: listings skip what does not parse as a key,
+        # but the walk itself (existence) covers every chunk
+        await store.client_pks()
+        assert await r.scard(f"{ns}clients") == len(live)
+        # the purge walks the set inside Redis, in several SSCAN steps
+        await r.sadd(f"{ns}clients", *dead)
+        store.purge_lease = 0
+        await store.purge()
+        assert sorted(m.decode() for m in await r.smembers(f"{ns}clients")) == live
+
+
+async def test_redis_purge_runs_once_per_lease_across_replicas() -> None:
+    async with _redis_store() as (store, r, ns):
+        other = RedisStore(aioredis.Redis.from_url(REDIS_URL), namespace=ns, purge_lease=60)
+        try:
+            store.purge_lease = 60
+            c1, c2 = KeyPair.generate(), KeyPair.generate()
+            await store.set(_client(c1))
+            await r.sadd(f"{ns}clients", c2.pk.hex())  # dangling: its key is gone
+            await store.purge()
+            assert await r.sismember(f"{ns}clients", c2.pk.hex()) == 0
+            assert 0 < await r.pttl(f"{ns}purgeLease") <= 60_000
+            await r.sadd(f"{ns}clients", c2.pk.hex())
+            await other.purge()  # within the lease taken by the first replica: skipped
+            assert await r.sismember(f"{ns}clients", c2.pk.hex()) == 1
+            await r.delete(f"{ns}purgeLease")
+            await other.purge()
+            assert await r.sismember(f"{ns}clients", c2.pk.hex()) == 0
+            assert await store.client_pks() == [c1.pk]
+        finally:
+            await other.close()

@@ -212,3 +212,19 @@ async def test_postgres_open_store_by_url() -> None:
 async def test_open_store_refuses_unknown_kind() -> None:
     with pytest.raises(ValueError, match="unknown store"):
         await open_store("redis")
+
+
+async def test_large_listing_is_in_text_id_order_with_keys_parsed_once(backend: Backend) -> None:
+    """Listed by ID as text (PostgreSQL sorts the UUIDs themselves: the same order), and a
+    visor on many transports is one parsed key."""
+    store = backend.store
+    hub = KeyPair.generate()
+    peers = [KeyPair.generate() for _ in range(120)]
+    entries = [signed(hub, p, t) for p in peers for t in (TransportType.STCPR, "sudph")]
+    await store.register(entries)
+    listed = await store.all_transports()
+    assert [e.id for e in listed] == sorted((se.entry.id for se in entries), key=str)
+    assert [e.id for e in await store.get_by_edge(hub.pk)] == [e.id for e in listed]
+    if backend.name == "postgres":
+        hubs = {id(e.edges[0 if e.edges[0] == hub.pk else 1]) for e in listed}
+        assert len(hubs) == 1

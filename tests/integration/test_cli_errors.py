@@ -84,3 +84,11 @@ def test_a_second_visor_from_the_same_state_is_refused_before_it_starts(tmp_path
     finally:
         first.terminate()
         first.wait(30)
+
+
+def test_rf_takes_exactly_one_transport_source() -> None:
+    for args in ((), ("--tpd", "http://127.0.0.1:1", "--pg-url", "postgresql://x@127.0.0.1/y")):
+        proc = run("svc", "rf", *args)
+        assert proc.returncode == 2
+        assert "give exactly one of --tpd and --pg-url" in proc.stderr
+        assert "Traceback" not in proc.stderr

@@ -260,3 +260,18 @@ async def test_http_transport_source_reads_all_transports() -> None:
         TransportInfo(AC.id, (A, C), "sudph", 12.5),
     ]
     assert parse_transport_entries(b"[]") == []
+
+
+def test_parse_transport_entries_checks_each_key_once_and_skips_bad_ones() -> None:
+    a, b, c = (KeyPair.generate().pk for _ in range(3))
+    good = [
+        {"t_id": str(uuid.uuid4()), "edges": [a.hex(), b.hex()], "type": "stcpr"},
+        {"t_id": str(uuid.uuid4()), "edges": [a.hex(), c.hex()], "type": "dmsg"},
+    ]
+    bad = [
+        {"t_id": str(uuid.uuid4()), "edges": [a.hex(), 7], "type": "stcpr"},
+        {"t_id": str(uuid.uuid4()), "edges": [a.hex(), "02" + "00" * 32], "type": "stcpr"},
+    ]
+    got = parse_transport_entries(json.dumps(good + bad).encode())
+    assert [tp.id for tp in got] == [uuid.UUID(e["t_id"]) for e in good]
+    assert got[0].edges[0] is got[1].edges[0]  # one PubKey for a visor on two transports

@@ -31,7 +31,6 @@ import contextlib
 import json
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -88,9 +87,9 @@ PURGE_INTERVAL = 10.0
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-MAX_TOMBSTONES = 100_000
-"""Deleted keys remembered (see ``_DiscoveryAPI.delete_entry``)."""
 TOMBSTONE_LIFETIME_NS = 3600 * 1_000_000_000
+"""How long a deleted key's tombstone refuses older copies (see ``_DiscoveryAPI.delete_entry``);
+tombstones live in the store, so that every replica sharing it refuses them."""
 
 
 def _dmsg_peer(request: web.Request) -> PubKey | None:
@@ -143,11 +142,9 @@ class _DiscoveryAPI:
         self.purge_interval = purge_interval
         self.started_at = clock()
         # Serialises read-compare-write of POST so that two updates cannot both pass the
-        # sequence check against the same old entry.
+        # sequence check against the same old entry (within this process only: replicas on
+        # one store can still interleave two writes of the same key).
         self._write_lock = asyncio.Lock()
-        # The last timestamp of each deleted entry, for a while: a copy captured before the
-        # delete cannot be posted again (bounded, oldest forgotten first).
-        self._tombstones: OrderedDict[PubKey, tuple[int, int]] = OrderedDict()
         self.registry = Registry()
         self.servers_stored = self.registry.gauge(
             "skywire_dmsg_discovery_servers", "Live server entries stored."
@@ -267,7 +264,7 @@ class _DiscoveryAPI:
             try:
                 old = await self.store.get(entry.static)
             except KeyNotFoundError:
-                self._check_tombstone(entry)
+                await self._check_tombstone(entry)
                 await self.store.set(entry, timeout=timeout)
                 return _json_response(200, http_message_json(200, MSG_ENTRY_SET))
             validate_iteration(old, entry)
@@ -294,23 +291,23 @@ class _DiscoveryAPI:
                     f"got sequence {entry.sequence}, stored {old.sequence}; "
                     f"send sequence {old.sequence + 1} signed now"
                 )
+            # The tombstone first: a replica must never see the entry gone and no tombstone.
+            await self.store.bury(
+                entry.static,
+                max(old.timestamp, entry.timestamp),
+                now,
+                TOMBSTONE_LIFETIME_NS / 1_000_000_000,
+            )
             await self.store.delete(entry.static)
-            self._bury(entry.static, max(old.timestamp, entry.timestamp), now)
         return _json_response(200, http_message_json(200, MSG_ENTRY_DELETED))
 
-    def _bury(self, pk: PubKey, timestamp: int, now: int) -> None:
-        self._tombstones[pk] = (timestamp, now)
-        self._tombstones.move_to_end(pk)
-        while len(self._tombstones) > MAX_TOMBSTONES:
-            self._tombstones.popitem(last=False)
-
-    def _check_tombstone(self, entry: Entry) -> None:
-        found = self._tombstones.get(entry.static)
+    async def _check_tombstone(self, entry: Entry) -> None:
+        found = await self.store.tombstone(entry.static)
         if found is None:
             return
         timestamp, buried = found
         if self.clock() - buried > TOMBSTONE_LIFETIME_NS:
-            del self._tombstones[entry.static]
+            await self.store.unbury(entry.static)
             return
         if entry.timestamp <= timestamp:
             raise WrongTimeError(f"entry of {entry.static} was deleted; this copy is older")

@@ -6,6 +6,8 @@
   :class:`~.api.RouteFinderServer` — the HTTP API (``POST /routes``).
 * :class:`~skywire.services.rf.client.RFClient` — the typed async client.
 * :class:`~skywire.services.rf.source.HttpTransportSource` — transports from a TPD over HTTP.
+* :class:`~skywire.services.rf.pgsource.PostgresTransportSource` — straight from its PostgreSQL
+  store (import it from its module: it needs asyncpg).
 """
 
 from __future__ import annotations

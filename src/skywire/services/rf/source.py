@@ -24,7 +24,18 @@ __all__ = ["HttpTransportSource", "parse_transport_entries"]
 log = logging.getLogger(__name__)
 
 
-def _entry(obj: Any) -> TransportInfo | None:
+def _key(text: Any, keys: dict[str, PubKey]) -> PubKey:
+    """``PubKey.from_hex`` with a cache: a visor on ten transports is checked once."""
+    if not isinstance(text, str):
+        raise TypeError("a key is a hex string")
+    pk = keys.get(text)
+    if pk is None:
+        pk = PubKey.from_hex(text)
+        keys[text] = pk
+    return pk
+
+
+def _entry(obj: Any, keys: dict[str, PubKey]) -> TransportInfo | None:
     if not isinstance(obj, dict):
         return None
     if isinstance(obj.get("entry"), dict):  # a SignedEntry
@@ -34,7 +45,7 @@ def _entry(obj: Any) -> TransportInfo | None:
         edges = obj["edges"]
         if not isinstance(edges, list) or len(edges) != 2:
             return None
-        a, b = (PubKey.from_hex(e) for e in edges)
+        a, b = (_key(e, keys) for e in edges)
         tp_type = obj.get("type", "")
         if not isinstance(tp_type, str):
             return None
@@ -57,7 +68,8 @@ def parse_transport_entries(body: bytes) -> list[TransportInfo]:
         raise RouteFinderError(f"transport discovery: invalid JSON: {exc}") from exc
     if not isinstance(items, list):
         raise RouteFinderError("transport discovery: expected an array of entries")
-    out = [tp for tp in map(_entry, items) if tp is not None]
+    keys: dict[str, PubKey] = {}
+    out = [tp for tp in (_entry(item, keys) for item in items) if tp is not None]
     if len(out) != len(items):
         log.debug("skipped %d malformed transport entries", len(items) - len(out))
     return out

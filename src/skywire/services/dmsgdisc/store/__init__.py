@@ -15,6 +15,7 @@ import abc
 import enum
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
@@ -41,6 +42,9 @@ CLIENT_ENTRY_TIMEOUT_TTL = 180.0
 
 MAX_AVAILABLE_SERVERS = 512
 """The most entries ``available_servers`` returns."""
+
+MAX_LOCAL_TOMBSTONES = 100_000
+"""Deleted keys a store without shared tombstones remembers in-process (oldest forgotten)."""
 
 
 def entry_ttl(entry: Entry, timeout: bool) -> float | None:
@@ -96,6 +100,32 @@ class DiscStore(abc.ABC):
     async def available_servers(self, limit: int = MAX_AVAILABLE_SERVERS) -> list[Entry]:
         """Live servers with ``available_sessions > 0``, most room first, at most ``limit``."""
         return pick_available(await self.all_servers(), limit)
+
+    # Tombstones: the API refuses to re-create a deleted entry from a copy captured before the
+    # delete. Kept in the store so that every replica over a shared store sees them; this
+    # default keeps them in-process (enough for a store only one process uses).
+    _graves: OrderedDict[PubKey, tuple[int, int]] | None = None
+
+    async def bury(self, pk: PubKey, timestamp: int, buried_at: int, lifetime: float) -> None:
+        """Record that the entry of ``pk`` was deleted at ``buried_at`` (Unix ns, the API's
+        clock), its newest timestamp being ``timestamp``; kept for ``lifetime`` seconds at
+        least (the API checks the age itself), possibly forgotten afterwards."""
+        graves = self._graves
+        if graves is None:
+            graves = self._graves = OrderedDict()
+        graves[pk] = (timestamp, buried_at)
+        graves.move_to_end(pk)
+        while len(graves) > MAX_LOCAL_TOMBSTONES:
+            graves.popitem(last=False)
+
+    async def tombstone(self, pk: PubKey) -> tuple[int, int] | None:
+        """``(timestamp, buried_at)`` of the last :meth:`bury` of ``pk``, if remembered."""
+        return None if self._graves is None else self._graves.get(pk)
+
+    async def unbury(self, pk: PubKey) -> None:
+        """Forget the tombstone of ``pk`` (none: nothing happens)."""
+        if self._graves is not None:
+            self._graves.pop(pk, None)
 
     @abc.abstractmethod
     async def count(self) -> tuple[int, int]:

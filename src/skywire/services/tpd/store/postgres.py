@@ -31,12 +31,25 @@ _COLUMNS = "t_id, edge_a, edge_b, type, label, sig_a, sig_b, registered"
 _ENTRY_COLUMNS = "t_id, edge_a, edge_b, type, label, latency_ms"
 
 
-def _row_to_entry(row: Any, *, with_latency: bool = True) -> Entry:
+def _pubkey(text: str, keys: dict[str, PubKey] | None) -> PubKey:
+    if keys is None:
+        return PubKey.from_hex(text)
+    pk = keys.get(text)
+    if pk is None:
+        pk = keys[text] = PubKey.from_hex(text)
+    return pk
+
+
+def _row_to_entry(
+    row: Any, *, with_latency: bool = True, keys: dict[str, PubKey] | None = None
+) -> Entry:
+    """``keys`` caches parsed keys across the rows of one listing (checking a key is on the
+    curve costs ~10 µs, and a visor is on several transports)."""
     try:
         latency = row["latency_ms"] if with_latency else None
         return Entry(
             row["t_id"],
-            (PubKey.from_hex(row["edge_a"]), PubKey.from_hex(row["edge_b"])),
+            (_pubkey(row["edge_a"], keys), _pubkey(row["edge_b"], keys)),
             row["type"],
             row["label"],
             None if latency is None else float(latency),
@@ -167,16 +180,17 @@ class PostgresStore(TransportStore):
     async def get_by_edge(self, pk: PubKey) -> list[Entry]:
         rows = await self._pool.fetch(
             f"SELECT {_ENTRY_COLUMNS} FROM {self._table} WHERE edge_a = $1 OR edge_b = $1 "
-            "ORDER BY t_id::text",
+            "ORDER BY t_id",
             pk.hex(),
         )
         return [_row_to_entry(r) for r in rows]
 
     async def all_transports(self, *, with_latency: bool = False) -> list[Entry]:
-        rows = await self._pool.fetch(
-            f"SELECT {_ENTRY_COLUMNS} FROM {self._table} ORDER BY t_id::text"
-        )
-        return [_row_to_entry(r, with_latency=with_latency) for r in rows]
+        # ORDER BY t_id, not t_id::text: the same order (a UUID compares as its bytes, which
+        # is its lower-case hex text's order) without casting and sorting 500k strings.
+        rows = await self._pool.fetch(f"SELECT {_ENTRY_COLUMNS} FROM {self._table} ORDER BY t_id")
+        keys: dict[str, PubKey] = {}
+        return [_row_to_entry(r, with_latency=with_latency, keys=keys) for r in rows]
 
     async def set_latency(self, tp_id: uuid.UUID, latency_ms: float, reporter: PubKey) -> None:
         status = await self._pool.execute(

@@ -166,3 +166,29 @@ async def test_root_help_version_and_completion() -> None:
            "COMP_CWORD": "3"}  # fmt: skip
     code, out, _ = await skywire(env=env)
     assert code == 0 and set(out.split()) == {"pk", "ports", "ping"}
+
+
+async def test_config_update_changes_the_file_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "visor.json"
+    code, _, err = await skywire("cli", "config", "gen", "-o", str(path))
+    assert code == 0, err
+    from skywire.visor.config import VisorConfig
+
+    before = VisorConfig.load(path)
+    hyper = SecKey.generate().pubkey().hex()
+    code, out, err = await skywire(
+        "cli", "config", "update", "-c", str(path), "--testnet", "--add-hypervisor", hyper,
+        "--log-level", "debug", "--no-autoconnect", "--sd", "http://127.0.0.1:9094",
+    )  # fmt: skip
+    assert code == 0, err
+    after = VisorConfig.load(path)
+    assert after.sk == before.sk and after.pk == before.pk
+    assert after.dmsg.discovery == "http://127.0.0.1:9090"
+    assert [pk.hex() for pk in after.hypervisors] == [hyper]
+    assert after.log_level == "debug" and after.transport.public_autoconnect is False
+    assert after.launcher.service_discovery == "http://127.0.0.1:9094"
+    assert "log_level: 'info' -> 'debug'" in out and "hypervisors" in out
+    code, out, _ = await skywire("cli", "config", "update", "-c", str(path))
+    assert code == 0 and "nothing to change" in out
+    code, _, err = await skywire("cli", "config", "update", "-c", str(path), "--log-level", "x")
+    assert code == 2 and "unknown level" in err

@@ -90,9 +90,19 @@ def version() -> None:
 
 def register_visor(app: typer.Typer) -> None:
     """``skywire visor`` and the ``skywire cli …`` tree (its parts live in several modules)."""
-    from skywire.cli import app_cmds, debug, dmsg_pty, proxy, skynet, visor, visor_ops
+    from skywire.cli import (
+        app_cmds,
+        config_update,
+        debug,
+        dmsg_pty,
+        proxy,
+        skynet,
+        visor,
+        visor_ops,
+    )
 
     visor.register(app)
+    config_update.register()
     dmsg_pty.register_cli(visor.cli_app)
     visor_ops.register()
     debug.register(visor.cli_app)

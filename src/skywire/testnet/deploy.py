@@ -256,16 +256,24 @@ class Deployment:
         return cfg
 
     async def start(self) -> None:
-        """Each part once the ones it needs answer: discovery; relays and services; the
-        route finder; the setup node and the site (once their dmsg entries are up); visors."""
+        """The dmsg layer, then the rest (:meth:`start_dmsg`, :meth:`start_skywire`)."""
+        await self.start_dmsg()
+        await self.start_skywire()
+
+    async def start_dmsg(self) -> None:
+        """Discovery, then the relay servers, then the site (once its dmsg entry is up)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self._plan()
         await self._up("disc")
-        await asyncio.gather(*(self._up(n) for n in ("relay-0", "relay-1", "tpd", "ar", "sd")))
+        await asyncio.gather(self._up("relay-0"), self._up("relay-1"))
+        await self._up("site", dmsg=self.site_pk)
+
+    async def start_skywire(self) -> None:
+        """Each part once the ones it needs answer: the services; the route finder; the setup
+        node (once its dmsg entry is up); the visors, until each has its dmsg sessions."""
+        await asyncio.gather(*(self._up(n) for n in ("tpd", "ar", "sd")))
         await self._up("rf")
-        await asyncio.gather(
-            self._up("sn", dmsg=self.setup_pk), self._up("site", dmsg=self.site_pk)
-        )
+        await self._up("sn", dmsg=self.setup_pk)
         await asyncio.gather(*(self._up(f"visor-{i}") for i in range(VISORS)))
         await asyncio.gather(
             *(wait_visor(self.rpc_addr(i), self.parts[f"visor-{i}"]) for i in range(VISORS))

@@ -116,10 +116,10 @@ async def _run(
     keys = KeyBook(data_dir / "keys.json")
     say(f"starting every part as its own process (logs in {data_dir / 'logs'}):")
     t0 = time.monotonic()
-    async with Deployment(
-        data_dir, keys, ports, apps, www=www, say=say, on_line=_printer(say, verbose)
-    ) as net:
-        say(f"all {len(net.parts)} parts up in {time.monotonic() - t0:.1f} s")
+    net = Deployment(data_dir, keys, ports, apps, www=www, say=say, on_line=_printer(say, verbose))
+    try:
+        await net.start_dmsg()
+        say(f"dmsg parts up in {time.monotonic() - t0:.1f} s")
         say("")
         say(f"discovery    {net.disc_url}  (SQLite: {data_dir / 'dmsg-discovery.db'})")
         for k, port in enumerate(ports.relays):
@@ -127,43 +127,69 @@ async def _run(
         say(f"file server  {net.site_pk}  (process 'site', dmsg port 80)")
         report = await _dmsg_demo(net, payload.name, size, digest, say)
         say("")
-        visors = [VisorRef(net.visor_pk(i), net.rpc_addr(i)) for i in range(VISORS)]
-        say(f"transport discovery {net.url(ports.tpd)}  (SQLite)")
-        say(f"address resolver    {net.url(ports.ar)}")
-        say(f"route finder        {net.url(ports.rf)}")
-        say(f"service discovery   {net.sd_url}  (SQLite)")
-        say(f"route setup node    {net.setup_pk}  (dmsg port 36)")
-        for i, v in enumerate(visors):
-            say(f"visor {i}             {v.pk}  control {v.rpc}")
-        hops = await _chain(visors, say)
-        await RPCClient(visors[-1].rpc).call(
-            "POST", "/skynet/services", {"port": 80, "address": f"127.0.0.1:{ports.site}"}
+        t0 = time.monotonic()
+        await net.start_skywire()
+        say(f"all {len(net.parts)} parts up (the rest in {time.monotonic() - t0:.1f} s)")
+        report = await _skywire(
+            net, report, payload.name, digest, apps, ports, data_dir, once, stop, say
         )
-        proxy = ("127.0.0.1", ports.skynet_web)
-        report.route_ok = await route_fetch(
-            visors[0].rpc, proxy, visors[-1].pk, payload.name, digest, say
-        )
-        report.names_ok = await _proxy_demo(net, visors, hops, say)
-        report.apps_ok = await apps_demo(visors, net.sd_url, apps, ports.site, say)
-        joining = data_dir / "visor-config.json"
-        await asyncio.to_thread(net.joining_config().save, joining)
-        if not once:
-            rpc = visors[0].rpc
-            url = f"dmsg://{net.site_pk}:80/{payload.name}"
-            say("")
-            say("the network is up; try, in another shell:")
-            say(f"  .venv/bin/skywire dmsg curl --disc {net.disc_url} -o /tmp/p.bin {url}")
-            say(f"  .venv/bin/skywire cli visor info --rpc {rpc}")
-            say(f"  .venv/bin/skywire cli visor tp ls --rpc {rpc}")
-            say(f"  .venv/bin/skywire cli visor app ls --rpc {rpc}")
-            say(f"  .venv/bin/skywire cli proxy list --sd {net.sd_url}")
-            say(f"  .venv/bin/skywire cli route find {visors[-1].pk} --rpc {rpc}")
-            say(f"  .venv/bin/skywire visor -c {joining}   # one more visor, joining in")
-            say("press Ctrl-C to stop")
-            if stop is None:
-                stop = asyncio.Event()
-            await stop.wait()
-        say("stopping: visors (and their apps), then services, relay servers and discovery")
+    finally:
+        await net.close()
+    return report
+
+
+async def _skywire(
+    net: Deployment,
+    report: RunReport,
+    name: str,
+    digest: str,
+    apps: AppPlan,
+    ports: Ports,
+    data_dir: Path,
+    once: bool,
+    stop: asyncio.Event | None,
+    say: Say,
+) -> RunReport:
+    payload_name = name
+    visors = [VisorRef(net.visor_pk(i), net.rpc_addr(i)) for i in range(VISORS)]
+    say(f"transport discovery {net.url(ports.tpd)}  (SQLite)")
+    say(f"address resolver    {net.url(ports.ar)}")
+    say(f"route finder        {net.url(ports.rf)}")
+    say(f"service discovery   {net.sd_url}  (SQLite)")
+    say(f"route setup node    {net.setup_pk}  (dmsg port 36)")
+    for i, v in enumerate(visors):
+        say(f"visor {i}             {v.pk}  control {v.rpc}")
+    hops = await _chain(visors, say)
+    await RPCClient(visors[-1].rpc).call(
+        "POST", "/skynet/services", {"port": 80, "address": f"127.0.0.1:{ports.site}"}
+    )
+    # the apps first: once they run, their start-up no longer shares the cores with the route
+    report.apps_ok = await apps_demo(visors, net.sd_url, apps, ports.site, say)
+    say("")
+    proxy = ("127.0.0.1", ports.skynet_web)
+    report.route_ok = await route_fetch(
+        visors[0].rpc, proxy, visors[-1].pk, payload_name, digest, say
+    )
+    report.names_ok = await _proxy_demo(net, visors, hops, say)
+    joining = data_dir / "visor-config.json"
+    await asyncio.to_thread(net.joining_config().save, joining)
+    if not once:
+        rpc = visors[0].rpc
+        url = f"dmsg://{net.site_pk}:80/{payload_name}"
+        say("")
+        say("the network is up; try, in another shell:")
+        say(f"  .venv/bin/skywire dmsg curl --disc {net.disc_url} -o /tmp/p.bin {url}")
+        say(f"  .venv/bin/skywire cli visor info --rpc {rpc}")
+        say(f"  .venv/bin/skywire cli visor tp ls --rpc {rpc}")
+        say(f"  .venv/bin/skywire cli visor app ls --rpc {rpc}")
+        say(f"  .venv/bin/skywire cli proxy list --sd {net.sd_url}")
+        say(f"  .venv/bin/skywire cli route find {visors[-1].pk} --rpc {rpc}")
+        say(f"  .venv/bin/skywire visor -c {joining}   # one more visor, joining in")
+        say("press Ctrl-C to stop")
+        if stop is None:
+            stop = asyncio.Event()
+        await stop.wait()
+    say("stopping: visors (and their apps), then services, relay servers and discovery")
     return report
 
 
@@ -188,7 +214,7 @@ async def _dmsg_demo(net: Deployment, name: str, size: int, digest: str, say: Sa
         got = 0
         start = time.monotonic()
         async with fetch_stream(fetcher.dial, url, timeout=120) as resp:
-            async for chunk in resp.aiter_bytes(1 << 20):
+            async for chunk in resp.aiter_raw():
                 h.update(chunk)
                 got += len(chunk)
         elapsed = time.monotonic() - start

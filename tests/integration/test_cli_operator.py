@@ -74,6 +74,13 @@ async def test_operator_commands_on_a_row_of_visors() -> None:
         }  # the latency is measured again meanwhile
         code, table, _ = await skywire("cli", "visor", "tp", "disc", *rpc)
         assert code == 0 and a.pk.hex()[:8] + "…" in table and listed[0]["id"][:8] in table
+        # tables fit 80 columns with short keys; --full shows them whole
+        for args in (["visor", "tp", "ls"], ["route", "ls"], ["visor", "tp", "disc"]):
+            code, table, _ = await skywire("cli", *args, *rpc, env={"COLUMNS": "80"})
+            assert code == 0 and all(len(line) <= 80 for line in table.splitlines()), table
+        code, table, _ = await skywire("cli", "visor", "tp", "ls", "--full", *rpc,
+                                       env={"COLUMNS": "200"})  # fmt: skip
+        assert code == 0 and b.pk.hex() in table
 
         trace = await cli_json("route", "trace", c.pk.hex(), *rpc)
         assert isinstance(trace, list)

@@ -147,16 +147,27 @@ def visor_pk(rpc: RpcOption = "localhost:3435") -> None:
 
 
 # ------------------------------------------------------------------------------ transports
-def _tp_table(rows: list[dict[str, Any]]) -> Table:
+def short(text: str, full: bool = False) -> str:
+    """A key or ID as tables show it: its first 8 characters and an ellipsis, unless ``full``
+    (``--json`` always has them whole)."""
+    return text if full or len(text) <= 12 else f"{text[:8]}…"
+
+
+FullOption = Annotated[bool, typer.Option("--full", help="Show keys and IDs whole in tables.")]
+
+
+def _tp_table(rows: list[dict[str, Any]], full: bool = False) -> Table:
     table = Table(title="transports")
     for col in ("type", "id", "remote", "mode", "noise", "latency", "sent", "received"):
-        table.add_column(col, justify="right" if col in ("sent", "received") else "left")
+        table.add_column(
+            col, justify="right" if col in ("sent", "received") else "left", no_wrap=True
+        )
     for r in rows:
         latency = r.get("latency_ms")
         table.add_row(
             r["type"],
-            r["id"],
-            r["remote_pk"],
+            short(r["id"], full),
+            short(r["remote_pk"], full),
             "up" if r.get("is_up") else "down",
             "hybrid" if r.get("post_quantum") else "classical",
             f"{latency:.1f} ms" if isinstance(latency, int | float) else "-",
@@ -167,13 +178,15 @@ def _tp_table(rows: list[dict[str, Any]]) -> Table:
 
 
 @tp_app.command("ls")
-def tp_ls(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -> None:
+def tp_ls(
+    rpc: RpcOption = "localhost:3435", as_json: JsonOption = False, full: FullOption = False
+) -> None:
     """List the visor's transports."""
     rows = call_visor(rpc, "GET", "/transports")
     if as_json:
         out.print_json(json.dumps(rows))
     else:
-        out.print(_tp_table(rows))
+        out.print(_tp_table(rows, full))
 
 
 @tp_app.command("add")
@@ -283,7 +296,9 @@ def route_find(
 
 
 @route_app.command("ls")
-def route_ls(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -> None:
+def route_ls(
+    rpc: RpcOption = "localhost:3435", as_json: JsonOption = False, full: FullOption = False
+) -> None:
     """The visor's live route groups."""
     rows = call_visor(rpc, "GET", "/routes")
     if as_json:
@@ -291,11 +306,11 @@ def route_ls(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -> 
         return
     table = Table(title="route groups")
     for col in ("remote", "encrypted", "latency"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True)
     for r in rows:
         lat = r.get("latency_ms")
         table.add_row(
-            r["remote_pk"],
+            short(r["remote_pk"], full),
             "yes" if r.get("encrypted") else "no",
             f"{lat:.1f} ms" if isinstance(lat, int | float) else "-",
         )

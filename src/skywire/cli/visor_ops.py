@@ -14,6 +14,7 @@ from rich.table import Table
 
 from skywire import __version__
 from skywire.cli.visor import (
+    FullOption,
     JsonOption,
     RpcOption,
     call_visor,
@@ -21,16 +22,10 @@ from skywire.cli.visor import (
     out,
     parse_pk,
     route_app,
+    short,
     tp_app,
     visor_app,
 )
-
-FullOption = Annotated[bool, typer.Option("--full", help="Show keys whole in tables.")]
-
-
-def short(pk: str, full: bool = False) -> str:
-    """A key as tables show it: the first 8 hex digits and an ellipsis, unless ``full``."""
-    return pk if full or len(pk) <= 12 else f"{pk[:8]}…"
 
 
 # ------------------------------------------------------------------------------ visor
@@ -227,7 +222,7 @@ def tp_disc(
     for r in rows:
         lat = r["latency_ms"]
         table.add_row(
-            r["id"] if full else r["id"][:8] + "…",
+            short(r["id"], full),
             r["type"],
             short(r["edges"][0], full),
             short(r["edges"][1], full),

@@ -133,6 +133,7 @@ CLOSED = [
     ("PUT", "/api/visors/{pk}/apps/skychat"),
     ("GET", "/api/visors/{pk}/apps/skychat/logs"),
     ("GET", "/api/visors/{pk}/runtime-logs"),
+    ("GET", "/api/visors/{pk}/pty"),
     ("POST", "/api/visors/{pk}/shutdown"),
     ("POST", "/api/logout"),
     ("POST", "/api/change-password"),
@@ -153,8 +154,12 @@ async def test_login_gates_every_call_and_visors_are_listed_live(tmp_path: Path)
             page = await resp.text()
             assert resp.status == 200 and "Skywire hypervisor" in page
             assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
-        assert re.findall(r'(?:src|href)="([^"]*)"', page) == ["/static/app.css", "/static/app.js"]
-        for asset in ("app.js", "app.css"):
+        assert re.findall(r'(?:src|href)="([^"]*)"', page) == [
+            "/static/app.css",
+            "/static/term.js",
+            "/static/app.js",
+        ]
+        for asset in ("app.js", "term.js", "app.css"):
             async with http.get(f"{url}/static/{asset}") as resp:
                 assert resp.status == 200 and "https://" not in await resp.text()
 

@@ -28,6 +28,7 @@ from skywire.visor.launcher import AppState
 from tests.integration._cdp import Browser, Tab
 from tests.integration.test_browser import CHROMIUM, SHOTS
 from tests.integration.test_hypervisor import PASSWORD, hypervisor_net
+from tests.integration.test_hypervisor_pty import gone
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -230,3 +231,110 @@ async def test_the_dashboard_in_a_real_browser(tmp_path: Path) -> None:
             assert await tab.evaluate(HIDDEN) is True
             assert await fetch_status(tab, "/api/visors") == 401
             await shot(tab, "7-logged-out")
+
+
+async def press(tab: Tab, key: str, *, text: str | None = None, modifiers: int = 0) -> None:
+    """One key pressed and released, as a keyboard sends it (CDP ``Input.dispatchKeyEvent``)."""
+    down = {"key": key, "modifiers": modifiers}
+    if key == "Enter":
+        down.update(code="Enter", windowsVirtualKeyCode=13, text="\r")
+    elif text is not None:
+        down["text"] = text
+    await tab.call("Input.dispatchKeyEvent", type="keyDown", **down)
+    await tab.call("Input.dispatchKeyEvent", type="keyUp", key=key, modifiers=modifiers)
+
+
+async def type_line(tab: Tab, line: str) -> None:
+    for ch in line:
+        await press(tab, ch, text=ch)
+    await press(tab, "Enter")
+
+
+TERM = "document.getElementById('term')"
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (make test installs it as root)"
+)
+async def test_a_shell_on_a_remote_visor_in_the_page(tmp_path: Path) -> None:
+    """Visor 1's shell from the page: opened from its Terminal panel, keys typed as a keyboard
+    types them, output drawn in the panel; a smaller panel resizes the shell; Ctrl-C stops a
+    command; closing the panel ends the shell on the visor."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+
+    def configure(i: int, cfg: VisorConfig) -> None:
+        cfg.launcher.apps = []
+        if i == 0:
+            cfg.hypervisor.password = PASSWORD
+
+    async with (
+        hypervisor_net(tmp_path, configure=configure) as sky,
+        Browser.launch() as browser,
+    ):
+        hv, v1, _ = sky.visors
+        assert hv.hypervisor is not None and v1.pty_host is not None
+        v1_hex = v1.pk.hex()
+        async with asyncio.timeout(150):
+            tab = await browser.open(f"{hv.hypervisor.url}/?poll=1000")
+            await tab.call(
+                "Emulation.setDeviceMetricsOverride",
+                width=1280,
+                height=1500,
+                deviceScaleFactor=1,
+                mobile=False,
+            )
+            await tab.until('document.body.dataset.state === "login"')
+            await tab.run(
+                f"const f = {q('#login-form')};"
+                f"f.password.value = {json.dumps(PASSWORD)}; f.requestSubmit();"
+            )
+            await tab.until('document.body.dataset.state === "dashboard"')
+            v1_item = f'#visors li[data-pk="{v1_hex}"]'
+            await tab.until(f"{q(v1_item)} !== null")
+            await tab.run(f"{q(v1_item)}.click();")
+            await tab.until(f"{q('#visor')}.dataset.pk === {json.dumps(v1_hex)}")
+
+            # the panel opens a shell on visor 1, at the panel's size in character cells
+            await tab.run(f"{q('#term-open')}.click();")
+            await tab.until(f'{TERM}.dataset.state === "open"')
+            assert await tab.evaluate(f"{TERM}.dataset.pk") == v1_hex
+            [status] = await tab.text("#term-status")
+            assert status.startswith("shell on ")
+            rows = int(await tab.evaluate(f"{TERM}.dataset.rows"))
+            cols = int(await tab.evaluate(f"{TERM}.dataset.cols"))
+            assert rows >= 10 and cols >= 60
+            assert v1.pty_host.shells_started == 1
+            [pid] = v1.pty_host.live_pids
+
+            # typed as a keyboard types it: the output is drawn in the panel
+            await tab.run(f"{TERM}.focus();")
+            await type_line(tab, "echo typed-$((2+3))")
+            await tab.until(f"{TERM}.textContent.includes('typed-5')")
+            await type_line(tab, "stty size")
+            await tab.until(f"{TERM}.textContent.includes('{rows} {cols}')")
+
+            # a narrower page: the panel sends its new size, and the shell has it
+            await tab.call(
+                "Emulation.setDeviceMetricsOverride",
+                width=1000,
+                height=1500,
+                deviceScaleFactor=1,
+                mobile=False,
+            )
+            await tab.until(f"Number({TERM}.dataset.cols) < {cols}")
+            narrow = int(await tab.evaluate(f"{TERM}.dataset.cols"))
+            await type_line(tab, "clear; stty size")
+            await tab.until(f"{TERM}.textContent.includes('{rows} {narrow}')")
+            assert "typed-5" not in "".join(await tab.text("#term"))  # the screen was cleared
+
+            # Ctrl-C stops a command; the shell takes the next line
+            await type_line(tab, "sleep 100")
+            await press(tab, "c", text="c", modifiers=2)
+            await type_line(tab, "echo after-$((1+1))")
+            await tab.until(f"{TERM}.textContent.includes('after-2')")
+            await shot(tab, "8-terminal")
+
+            # closing the panel ends the shell on the visor
+            await tab.run(f"{q('#term-close')}.click();")
+            await tab.until(f'{TERM}.dataset.state === "closed"')
+            await gone(pid)

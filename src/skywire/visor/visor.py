@@ -282,7 +282,9 @@ class Visor:
         it (logged)."""
         assert self.dmsg is not None
         block = self.cfg.dmsgpty
-        host = PtyHost(self.dmsg, MemoryWhitelist(block.whitelist), port=block.dmsg_port)
+        # its hypervisors are let in too, as upstream's visor does: their dashboards' terminals
+        whitelist = MemoryWhitelist([*block.whitelist, *self.cfg.hypervisors])
+        host = PtyHost(self.dmsg, whitelist, port=block.dmsg_port)
         self.pty_host = await self._stack.enter_async_context(host)
         if block.cli_network != "unix" or not block.cli_address:
             return

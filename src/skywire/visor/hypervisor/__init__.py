@@ -17,6 +17,11 @@ Design, and why:
 * **The dashboard** (:mod:`.api`, :mod:`.api_visors`) keeps upstream's ``/api`` names where
   they fit and proxies each per-visor call over the link. One page (``static/``: HTML, plain
   JS, CSS; no CDN) polls it; the latency chart is drawn from those polls, kept in the page.
+* **Terminals** (:mod:`.terminal`, sans-I/O; :mod:`.terminal_aio`): ``GET
+  /api/visors/{pk}/pty`` is a websocket to a shell on that visor (upstream's ``/pty/{pk}``),
+  dialed over dmsg to its dmsgpty host, which lets the keys in its ``hypervisors`` in; the
+  hypervisor's own visor's shell runs in-process. The page draws it in a ``<pre>``
+  (``static/term.js``).
 * **Login** (:mod:`.auth`, sans-I/O; :mod:`.users`, SQLite): one account, created on the first
   visit (``POST /api/create-account``, as upstream) or from ``hypervisor.password``; scrypt
   hashes; sessions on the server, the cookie a random id (``HttpOnly``, ``SameSite=Strict``,

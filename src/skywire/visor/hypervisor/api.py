@@ -7,7 +7,9 @@ exists), ``GET /api/csrf``, ``POST /api/login`` and ``POST /api/create-account``
 else under ``/api`` answers 401 without a live session cookie. Every call that is not a
 GET/HEAD — the login and the account creation included, so that another site cannot post them
 from a visitor's browser — needs a fresh ``X-CSRF-Token`` from ``GET /api/csrf`` (403), and one
-that carries an ``Origin`` must come from the page's own origin (403). Errors are
+that carries an ``Origin`` must come from the page's own origin (403). The terminal's websocket
+(``GET /api/visors/{pk}/pty``, :mod:`.terminal_aio`) cannot send the header: it carries the
+token as its ``csrf`` query parameter and must come with the page's ``Origin``. Errors are
 ``{"error": "..."}`` with the status of the :mod:`.errors` class raised.
 """
 
@@ -41,6 +43,7 @@ from skywire.visor.hypervisor.errors import (
     NotLoggedInError,
     ThrottledError,
 )
+from skywire.visor.hypervisor.terminal_aio import Terminals, add_terminal_route
 from skywire.visor.hypervisor.users import UserDB
 
 __all__ = ["DashboardConfig", "dashboard_app"]
@@ -55,7 +58,12 @@ OPEN = {
     ("POST", "/api/create-account"),
 }
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-STATIC_FILES = {"index.html": "text/html", "app.js": "text/javascript", "app.css": "text/css"}
+STATIC_FILES = {
+    "index.html": "text/html",
+    "app.js": "text/javascript",
+    "term.js": "text/javascript",
+    "app.css": "text/css",
+}
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -99,6 +107,13 @@ def _check_origin(request: web.Request) -> None:
         raise CsrfError(f"cross-origin request from {origin} refused")
 
 
+def _check_ws_origin(request: web.Request) -> None:
+    """A browser always sends ``Origin`` with a websocket; one without is refused too."""
+    if request.headers.get("Origin") is None:
+        raise CsrfError("a websocket without an Origin header refused")
+    _check_origin(request)
+
+
 async def _credentials(request: web.Request) -> tuple[str, str]:
     try:
         body = await request.json()
@@ -120,6 +135,7 @@ def dashboard_app(
     sessions: SessionStore | None = None,
     csrf: CsrfSigner | None = None,
     throttle: LoginThrottle | None = None,
+    terminals: Terminals | None = None,
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
     sessions = sessions or SessionStore()
@@ -153,10 +169,20 @@ def dashboard_app(
             response = web.json_response({"error": str(exc)}, status=exc.status)
             if isinstance(exc, ThrottledError):
                 response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        if response.prepared:  # a websocket: its headers are sent
+            return response
         response.headers.update(SECURITY_HEADERS)
         if request.path.startswith("/api"):
             response.headers["Cache-Control"] = "no-store"
         return response
+
+    def websocket_gate(request: web.Request) -> None:
+        """The CSRF check of a websocket: the token in ``?csrf=``, the page's ``Origin``."""
+        _check_ws_origin(request)
+        token = request.query.get("csrf")
+        if not token:
+            raise CsrfError("no csrf query parameter: get a token from GET /api/csrf")
+        csrf.verify(token, request[SID_KEY], clock())
 
     def set_cookie(response: web.Response, session: Session) -> None:
         response.set_cookie(
@@ -264,6 +290,8 @@ def dashboard_app(
     r.add_post("/api/change-password", change_password)
     r.add_get("/api/about", about)
     add_visor_routes(app, proxy)
+    if terminals is not None:
+        add_terminal_route(app, terminals, proxy.directory, websocket_gate)
     r.add_get("/", static("index.html"))
     for name in STATIC_FILES:
         r.add_get(f"/static/{name}", static(name))

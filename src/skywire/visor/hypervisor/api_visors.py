@@ -35,7 +35,7 @@ from skywire.visor.hypervisor.errors import BadRequestError, VisorCallError
 from skywire.visor.hypervisor.link import HYPERVISOR_PORT, VisorLink
 from skywire.wire.stream import ByteStream
 
-__all__ = ["Directory", "VisorProxy", "add_visor_routes"]
+__all__ = ["Directory", "VisorProxy", "add_visor_routes", "visor_pk"]
 
 OVERVIEW_TIMEOUT = 5.0
 
@@ -91,7 +91,7 @@ class VisorProxy:
         return doc
 
 
-def _pk(request: web.Request) -> PubKey:
+def visor_pk(request: web.Request) -> PubKey:
     try:
         return PubKey.from_hex(request.match_info["pk"])
     except (CipherError, ValueError) as exc:
@@ -149,10 +149,10 @@ def add_visor_routes(app: web.Application, proxy: VisorProxy) -> None:
         return web.json_response(rows)
 
     async def visor(request: web.Request) -> web.Response:
-        return web.json_response(await overview(directory.get(_pk(request))))
+        return web.json_response(await overview(directory.get(visor_pk(request))))
 
     async def summary(request: web.Request) -> web.Response:
-        pk = _pk(request)
+        pk = visor_pk(request)
         link = directory.get(pk)
         info, dmsg = await asyncio.gather(
             proxy.get(pk, "/visor/info"), proxy.get(pk, "/visor/dmsg")
@@ -167,13 +167,13 @@ def add_visor_routes(app: web.Application, proxy: VisorProxy) -> None:
         )
 
     async def uptime(request: web.Request) -> web.Response:
-        info = await proxy.get(_pk(request), "/visor/info")
+        info = await proxy.get(visor_pk(request), "/visor/info")
         return web.json_response({"uptime_s": info.get("uptime_s")})
 
     def passthrough(method: str, path: Callable[[web.Request], str]) -> Handler:
         async def handler(request: web.Request) -> web.Response:
             body = await _body(request) if request.can_read_body else None
-            status, doc = await proxy.call(_pk(request), method, path(request), body)
+            status, doc = await proxy.call(visor_pk(request), method, path(request), body)
             return web.json_response(doc, status=status)
 
         return handler
@@ -189,13 +189,13 @@ def add_visor_routes(app: web.Application, proxy: VisorProxy) -> None:
         except (CipherError, ValueError) as exc:
             raise BadRequestError(f"remote_pk is not a public key: {remote!r}") from exc
         status, doc = await proxy.call(
-            _pk(request), "POST", "/transports", {"pk": remote.strip(), "type": tp_type}
+            visor_pk(request), "POST", "/transports", {"pk": remote.strip(), "type": tp_type}
         )
         return web.json_response(doc, status=status)
 
     async def transport(request: web.Request) -> web.Response:
         tid = request.match_info["tid"]
-        for tp in await proxy.get(_pk(request), "/transports"):
+        for tp in await proxy.get(visor_pk(request), "/transports"):
             if tp.get("id") == tid:
                 return web.json_response(tp)
         raise VisorCallError(f"no transport {tid}", 404)
@@ -207,10 +207,10 @@ def add_visor_routes(app: web.Application, proxy: VisorProxy) -> None:
         raise VisorCallError(f"no app named {name!r}", 404)
 
     async def get_app(request: web.Request) -> web.Response:
-        return web.json_response(await app_status(_pk(request), request.match_info["app"]))
+        return web.json_response(await app_status(visor_pk(request), request.match_info["app"]))
 
     async def put_app(request: web.Request) -> web.Response:
-        pk, name = _pk(request), request.match_info["app"]
+        pk, name = visor_pk(request), request.match_info["app"]
         body = await _body(request)
         status, autostart = body.get("status"), body.get("autostart")
         if status not in (None, 0, 1) or not isinstance(autostart, bool | None):
@@ -224,11 +224,13 @@ def add_visor_routes(app: web.Application, proxy: VisorProxy) -> None:
 
     async def app_logs(request: web.Request) -> web.Response:
         name = quote(request.match_info["app"], safe="")
-        doc = await proxy.get(_pk(request), f"/apps/{name}/logs?n={_count(request)}")
+        doc = await proxy.get(visor_pk(request), f"/apps/{name}/logs?n={_count(request)}")
         return web.json_response({"logs": doc.get("lines", [])})
 
     async def runtime_logs(request: web.Request) -> web.Response:
-        return web.json_response(await proxy.get(_pk(request), f"/visor/log?n={_count(request)}"))
+        return web.json_response(
+            await proxy.get(visor_pk(request), f"/visor/log?n={_count(request)}")
+        )
 
     def fixed(path: str) -> Callable[[web.Request], str]:
         return lambda _: path

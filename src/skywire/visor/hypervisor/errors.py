@@ -10,6 +10,7 @@ __all__ = [
     "CsrfError",
     "HypervisorError",
     "NotLoggedInError",
+    "TerminalError",
     "ThrottledError",
     "VisorCallError",
     "VisorOfflineError",
@@ -79,5 +80,12 @@ class VisorCallError(HypervisorError, ConnectionError):
 
 class BadRequestError(HypervisorError, ValueError):
     """A malformed request: a bad key, a body that is not the JSON expected."""
+
+    status = 400
+
+
+class TerminalError(HypervisorError, ValueError):
+    """A terminal request or message the dashboard does not understand (a size out of range, a
+    control message that is not ``{"type": "resize", "rows": …, "cols": …}``)."""
 
     status = 400

@@ -2,7 +2,9 @@
 
 ``async with Hypervisor(...)`` opens the accounts database, listens for visors on dmsg port 46
 (:class:`~.link.LinkServer`), and serves the dashboard on ``hypervisor.http_addr`` (TLS when
-``enable_tls``: the cookie is then ``Secure``); leaving it closes all of it in reverse.
+``enable_tls``: the cookie is then ``Secure``), terminals included (:mod:`.terminal_aio`: the
+dashboard's own visor's shell runs on ``own_pty()``, any other's is dialed over dmsg); leaving
+it closes all of it in reverse.
 :func:`hypervisor_of` builds one for a visor whose ``hypervisor.enabled`` is set, and
 :func:`client_of` the links of a visor that names hypervisors in ``hypervisors``.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
@@ -19,12 +22,14 @@ from typing import Protocol, Self
 from aiohttp import web
 
 from skywire.cipher import PubKey
+from skywire.dmsg.pty import LocalPty, PtyHost, PtyHostConfig
 from skywire.visor.config import HypervisorConfig, VisorConfig, parse_duration
 from skywire.visor.hypervisor.api import DashboardConfig, dashboard_app
 from skywire.visor.hypervisor.api_visors import VisorProxy
 from skywire.visor.hypervisor.auth import SessionStore
 from skywire.visor.hypervisor.control import ManagedVisor, control_app
 from skywire.visor.hypervisor.link import DmsgLike, HypervisorClient, LinkServer
+from skywire.visor.hypervisor.terminal_aio import ClosablePty, PtyOpener, Terminals
 from skywire.visor.hypervisor.users import DEFAULT_USER, UserDB
 
 __all__ = ["Hypervisor", "client_of", "hypervisor_of", "parse_http_addr"]
@@ -52,6 +57,7 @@ class Hypervisor:
         dmsg: DmsgLike,
         own_app: web.Application,
         db_path: str | Path,
+        own_pty: Callable[[], ClosablePty] = LocalPty,
     ) -> None:
         self.config = config
         self.pk = pk
@@ -61,6 +67,7 @@ class Hypervisor:
         self.host, self.port = parse_http_addr(config.http_addr)
         self.links: LinkServer | None = None
         self.users: UserDB | None = None
+        self.terminals = Terminals(PtyOpener(pk, dmsg.dial, own_pty))
         self._stack = contextlib.AsyncExitStack()
 
     @property
@@ -118,6 +125,7 @@ class Hypervisor:
             users=self.users,
             proxy=proxy,
             sessions=SessionStore(parse_duration(cfg.cookies.expires_duration)),
+            terminals=self.terminals,
         )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -138,12 +146,27 @@ class HostVisor(ManagedVisor, Protocol):
     @property
     def pk(self) -> PubKey: ...
 
+    @property
+    def pty_host(self) -> PtyHost | None: ...
+
 
 def hypervisor_of(visor: HostVisor, dmsg: DmsgLike) -> Hypervisor:
     cfg = visor.cfg
     db_path = cfg.hypervisor.db_path or str(Path(cfg.local_path) / "users.db")
+
+    def own_pty() -> LocalPty:
+        """A shell as the visor's dmsgpty host would start it."""
+        host = visor.pty_host
+        pty_cfg = host.config if host is not None else PtyHostConfig()
+        return LocalPty(shell=pty_cfg.shell, env=pty_cfg.env, kill_grace=pty_cfg.kill_grace)
+
     return Hypervisor(
-        cfg.hypervisor, pk=visor.pk, dmsg=dmsg, own_app=control_app(visor), db_path=db_path
+        cfg.hypervisor,
+        pk=visor.pk,
+        dmsg=dmsg,
+        own_app=control_app(visor),
+        db_path=db_path,
+        own_pty=own_pty,
     )
 
 

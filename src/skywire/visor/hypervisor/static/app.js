@@ -17,6 +17,7 @@ const state = {
 };
 
 const $ = (id) => document.getElementById(id);
+let terminal = null; // the TermPanel (term.js), made at start
 
 class ApiError extends Error {
   constructor(status, message) {
@@ -114,6 +115,7 @@ function ms(value) {
 
 function showLogin(exists, hint) {
   stopPolling();
+  if (terminal) terminal.close("logged out");
   document.body.dataset.state = exists ? "login" : "create";
   $("dashboard").hidden = true;
   $("logout").hidden = true;
@@ -208,6 +210,7 @@ async function refreshVisors() {
 }
 
 async function select(pk) {
+  if (terminal && terminal.pk !== pk) terminal.close(`${short(pk)} selected: open a shell there`);
   state.selected = pk;
   state.openLog = null;
   $("app-log").textContent = "";
@@ -411,12 +414,35 @@ async function showAppLog(name, announce) {
   }
 }
 
+// ------------------------------------------------------------------ terminal
+
+async function openTerminal() {
+  const pk = state.selected;
+  clearError();
+  try {
+    const token = await api("GET", "/api/csrf"); // a websocket carries it in its URL
+    terminal.connect(pk, token.csrf_token, short(pk));
+  } catch (err) {
+    showError("The terminal did not open", err);
+  }
+}
+
+function terminalState(now) {
+  const live = now === "open" || now === "connecting";
+  $("term-open").hidden = live;
+  $("term-close").hidden = !live;
+  $("terminal-section").dataset.state = now;
+}
+
 // ------------------------------------------------------------------ start
 
 async function start() {
   $("login-form").addEventListener("submit", submitLogin);
   $("logout").addEventListener("click", logout);
   $("add-transport").addEventListener("submit", addTransport);
+  terminal = new TermPanel($("term"), $("term-status"), terminalState);
+  $("term-open").addEventListener("click", openTerminal);
+  $("term-close").addEventListener("click", () => terminal.close("closed here"));
   try {
     await showDashboard();
     return;

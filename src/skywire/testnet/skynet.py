@@ -30,6 +30,7 @@ from skywire.services.tpd.store.memory import MemoryStore as TPDMemoryStore
 from skywire.services.tpd.store.sqlite import SqliteStore as TPDSqliteStore
 from skywire.testnet.dmsgnet import LocalDmsgNetwork
 from skywire.transport.manager import ManagedTransport
+from skywire.visor.autoconnect import AutoconnectConfig
 from skywire.visor.config import VisorConfig
 from skywire.visor.visor import Visor
 
@@ -52,8 +53,10 @@ class LocalSkywire:
         keys: Callable[[str], SecKey] | None = None,
         cli_ports: Sequence[int] = (),
         apps: bool = False,
+        autoconnect: AutoconnectConfig | None = None,
     ) -> None:
         self.dmsg = dmsg
+        self.autoconnect = autoconnect  # visors' autoconnect timing (those that turn it on)
         self.apps = apps  # visors run their launchers' apps (each its own process)
         self.configure = configure
         self.keys = keys  # named keys ("setup-node", "visor-0"...) kept across runs
@@ -132,6 +135,7 @@ class LocalSkywire:
         cfg.skywire_tcp.listening_address = ""
         if self.sd is not None:
             cfg.launcher.service_discovery = self.sd.url
+        cfg.transport.public_autoconnect = False  # a test turns it on in ``configure``
         cfg.dmsgpty.cli_address = ""  # several visors in one process: no shared socket
         if self.apps:  # several visors in one process: each app server on its own port
             cfg.launcher.server_addr = "127.0.0.1:0"
@@ -155,6 +159,7 @@ class LocalSkywire:
             ar_udp=self.ar.udp_addr,
             latency_interval=self.latency_interval,
             apps=self.apps,
+            autoconnect=self.autoconnect,
         )
         await self._stack.enter_async_context(visor)
         await visor.ready()
@@ -175,6 +180,7 @@ class LocalSkywire:
             ar_udp=self.ar.udp_addr,
             latency_interval=self.latency_interval,
             apps=self.apps,
+            autoconnect=self.autoconnect,
         )
         await self._stack.enter_async_context(visor)
         self.visors[index] = visor

@@ -42,6 +42,8 @@ from skywire.transport.network import DmsgNetwork, Network, TCPNetwork, static_t
 from skywire.transport.resolved import StcprNetwork, SudphNetwork
 from skywire.visor.appdisc import AppAnnouncer
 from skywire.visor.appserver import AppServer
+from skywire.visor.autoconnect import AutoconnectConfig
+from skywire.visor.autoconnect_aio import PublicAutoconnect
 from skywire.visor.config import AppConfig, VisorConfig
 from skywire.visor.echo import PingResult, RouteEcho, route_ping
 from skywire.visor.hypervisor import Hypervisor, HypervisorClient, client_of, hypervisor_of
@@ -49,6 +51,7 @@ from skywire.visor.launcher import Launcher
 from skywire.visor.logfile import LogFile
 from skywire.visor.logserver import LOG_SERVER_PORT, logserver_app
 from skywire.visor.metrics import visor_metrics
+from skywire.visor.public import PublicVisor, start_public
 from skywire.visor.rpc import RPCServer, split_addr
 from skywire.visor.web import VisorWeb
 from skywire.wire.pq import PQPolicy, default_policy, set_default_policy
@@ -77,6 +80,7 @@ class Visor:
         log_file: bool = False,
         apps: bool = False,
         config_path: str | Path | None = None,
+        autoconnect: AutoconnectConfig | None = None,
     ) -> None:
         """``log_file``: also write the process's log to ``<local_path>/log/skywire.log``
         (what ``skywire visor`` does; in-process visors of tests and testnets share a log).
@@ -110,6 +114,9 @@ class Visor:
         self.halted = asyncio.Event()
         self.pty_host: PtyHost | None = None
         self.reload_requested = False  # set with halted: start again from config_path
+        self.autoconnect_config = autoconnect  # None: upstream's count and interval
+        self.public_visor: PublicVisor | None = None  # is_public: listed in service discovery
+        self.autoconnect: PublicAutoconnect | None = None  # transport.public_autoconnect
         # What start() brought up, closed in reverse by close().
         self._stack = contextlib.AsyncExitStack()
 
@@ -203,6 +210,7 @@ class Visor:
             await self._start_apps()
         await self._start_hypervisor()
         await self._connect_hypervisors()
+        await self._start_public()
         log.info("visor %s up", self.pk)
 
     async def _start_apps(self) -> None:
@@ -248,6 +256,14 @@ class Visor:
             AppAnnouncer(sd, self.pk, lookup, version=__version__)
         )
         return self.announcer
+
+    async def _start_public(self) -> None:
+        """``is_public``: listed in service discovery; ``transport.public_autoconnect``:
+        transports kept to a few listed visors (:func:`~skywire.visor.public.start_public`)."""
+        assert self.tm is not None
+        self.public_visor, self.autoconnect = await start_public(
+            self._stack, self.cfg, self.tm, self.autoconnect_config
+        )
 
     @property
     def launcher(self) -> Launcher | None:

@@ -130,6 +130,128 @@ def skychat(
     asyncio.run(run_until_interrupted(main))
 
 
+@app_app.command("vpn-server")
+def vpn_server(
+    passcode: Annotated[str, typer.Option(help="Require this passcode in the client hello.")] = "",
+    netifc: Annotated[
+        str, typer.Option(help="Interface to NAT out of (default: the default route's).")
+    ] = "",
+    state_file: Annotated[
+        str, typer.Option(help="Where the host's old NAT settings are kept until stop.")
+    ] = "",
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
+) -> None:
+    """vpn-server: a TUN per client on routing port 44, NAT out of this host (needs root)."""
+    from skywire.cli.common import run_until_interrupted, setup_logging
+
+    _need_proc_config()
+    setup_logging(log_level, log_format)
+
+    async def main(stop: asyncio.Event) -> None:
+        from skywire.apps.appnet.client import AppClient
+        from skywire.apps.vpn import SERVER_PORT
+        from skywire.apps.vpn.server import VpnServer
+
+        async with AppClient.from_env() as app:
+            port = app.config.routing_port or SERVER_PORT
+            state = state_file or _state_path(app.config.proc_work_dir, "vpn-server.json")
+            async with VpnServer(
+                app, passcode=passcode, port=port, state_file=state, network_interface=netifc
+            ) as server:
+                await app.set_status(f"serving VPN on routing port {port}, NAT via {server.device}")
+                await stop.wait()
+
+    asyncio.run(run_until_interrupted(main))
+
+
+@app_app.command("vpn-client")
+def vpn_client(
+    srv: Annotated[str, typer.Option("--srv", help="The vpn-server's visor key (hex).")],
+    passcode: Annotated[str, typer.Option(help="The server's passcode.")] = "",
+    killswitch: Annotated[
+        bool, typer.Option(help="Keep traffic in the TUN while the route is down.")
+    ] = False,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(help="An IPv4 address to reach directly, not through the VPN (repeat)."),
+    ] = None,
+    dns: Annotated[str, typer.Option(help="Nameserver to put in resolv.conf while up.")] = "",
+    state_file: Annotated[
+        str, typer.Option(help="Where the old routes and resolv.conf are kept until stop.")
+    ] = "",
+    log_level: LogLevelOption = None,
+    log_format: LogFormatOption = None,
+) -> None:
+    """vpn-client: all IPv4 traffic through a TUN, over a route to --srv (needs root)."""
+    from skywire.cipher import CipherError, PubKey
+    from skywire.cli.common import run_until_interrupted, setup_logging
+
+    _need_proc_config()
+    setup_logging(log_level, log_format)
+    try:
+        server = PubKey.from_hex(srv)
+    except CipherError as exc:
+        raise typer.BadParameter(f"invalid key: {exc}", param_hint="--srv") from exc
+    failed: list[str] = []
+
+    async def main(stop: asyncio.Event) -> None:
+        from skywire.apps.vpn import VpnError
+
+        try:
+            await client_main(stop)
+        except VpnError as exc:
+            failed.append(str(exc))
+
+    async def client_main(stop: asyncio.Event) -> None:
+        import contextlib
+        import ipaddress
+
+        from skywire.apps.appnet.client import AppClient
+        from skywire.apps.vpn.client import VpnClient, direct_ips_from_env
+
+        async with AppClient.from_env() as app:
+            direct: list[str] = [str(ip) for ip in direct_ips_from_env(os.environ)]
+            host = app.config.server_address()[0]
+            with contextlib.suppress(ValueError):  # the visor's app server, when an IP
+                direct.append(str(ipaddress.IPv4Address(host)))
+            for value in exclude or []:
+                try:
+                    direct.append(str(ipaddress.IPv4Address(value)))
+                except ValueError as exc:
+                    raise typer.BadParameter(str(exc), param_hint="--exclude") from exc
+            state = state_file or _state_path(app.config.proc_work_dir, "vpn-client.json")
+            async with VpnClient(
+                app,
+                server,
+                passcode=passcode,
+                killswitch=killswitch,
+                exclude=direct,
+                dns=dns,
+                state_file=state,
+            ) as client:
+                await app.set_status(f"connecting to {server}")
+                ended = asyncio.ensure_future(client.ended.wait())
+                stopped = asyncio.ensure_future(stop.wait())
+                try:
+                    await asyncio.wait({ended, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    ended.cancel()
+                    stopped.cancel()
+                if client.error is not None:
+                    failed.append(str(client.error))
+                    await app.set_error(str(client.error))
+
+    asyncio.run(run_until_interrupted(main))
+    if failed:
+        typer.echo(f"error: {failed[0]}", err=True)
+        raise typer.Exit(1)
+
+
+def _state_path(work_dir: str, name: str) -> str:
+    return os.path.join(work_dir or "/run/skywire", name)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(app_app, name="app")
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -41,13 +43,13 @@ async def test_main_job_fetches_through_the_local_network(tmp_path: Path) -> Non
     # every part was its own process, and none is left
     parts = [line.split()[0] for line in lines if " up, pid " in line]
     assert sorted(parts) == sorted(
-        ["disc", "relay-0", "relay-1", "tpd", "ar", "sd", "rf", "sn", "site"]
+        ["disc", "relay-0", "relay-1", "tpd", "ar", "sd", "ut", "rf", "sn", "site"]
         + [f"visor-{i}" for i in range(4)]
     )
     assert children_of_me() == []
     pids = [int(line.split()[-1]) for line in lines if " up, pid " in line]
     pids += [int(line.rstrip(")").split()[-1]) for line in lines if line.startswith("app ")]
-    assert len(pids) == 13 + 4 and alive(pids) == []  # the parts, and the visors' apps
+    assert len(pids) == 14 + 4 and alive(pids) == []  # the parts, and the visors' apps
     assert (tmp_path / "logs" / "visor-0.log").stat().st_size > 0
     assert report.sha256_ok and report.file_bytes == 3 << 20
     assert report.route_ok
@@ -59,6 +61,8 @@ async def test_main_job_fetches_through_the_local_network(tmp_path: Path) -> Non
         assert any(line.split() == [*kind.split(), "ok"] for line in lines), kind
     assert (tmp_path / "dmsg-discovery.db").exists()
     assert (tmp_path / "transport-discovery.db").exists()
+    with contextlib.closing(sqlite3.connect(tmp_path / "uptime-tracker.db")) as db:
+        assert db.execute("SELECT COUNT(*) FROM ut_visors").fetchone() == (4,)  # heartbeats
     assert any(line.startswith("through the route") for line in lines)
     assert any(line.startswith("fetched") for line in lines)
     assert sum(line.startswith("dmsg server") for line in lines) == 2

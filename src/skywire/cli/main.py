@@ -34,6 +34,7 @@ SVC = [
     Lazy("rf", "skywire.cli.svc_rf", "register", "Run the route finder."),
     Lazy("sn", "skywire.cli.svc_rsn", "register", "Run a route setup node."),
     Lazy("sd", "skywire.cli.svc_sd", "register", "Run the service discovery."),
+    Lazy("ut", "skywire.cli.svc_ut", "register", "Run the uptime tracker."),
 ]
 
 app = typer.Typer(
@@ -97,6 +98,7 @@ def register_visor(app: typer.Typer) -> None:
         dmsg_pty,
         proxy,
         skynet,
+        ut,
         visor,
         visor_ops,
     )
@@ -109,6 +111,7 @@ def register_visor(app: typer.Typer) -> None:
     app_cmds.register(visor.visor_app)
     proxy.register(visor.cli_app)
     skynet.register()
+    ut.register(visor.cli_app)
 
 
 def run() -> None:

@@ -3,9 +3,10 @@ its own process, started in dependency order by one supervisor that prints each 
 lines with its name in front and stops them all (SIGTERM, then SIGKILL) on the way out.
 
 Parts: ``disc`` (dmsg discovery, SQLite), ``relay-0`` / ``relay-1``, ``tpd`` (SQLite), ``ar``,
-``rf``, ``sd`` (service discovery, SQLite), ``sn`` (route setup node), ``site`` (the demo site
-and the file, over dmsg and on local TCP) and ``visor-0`` … ``visor-3``. Their keys come from
-the network's key book, so a second run is the same network; logs go to ``<dir>/logs/``.
+``rf``, ``sd`` (service discovery, SQLite), ``ut`` (uptime tracker, SQLite; every visor sends it
+heartbeats), ``sn`` (route setup node), ``site`` (the demo site and the file, over dmsg and on
+local TCP) and ``visor-0`` … ``visor-3``. Their keys come from the network's key book, so a
+second run is the same network; logs go to ``<dir>/logs/``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Ports:
     rf: int
     ar: int
     sd: int
+    ut: int
     relays: list[int]
     relay_health: list[int]
     visors: list[int]
@@ -52,6 +54,7 @@ class Ports:
             rf=9092,
             ar=9093,
             sd=9094,
+            ut=9095,
             relays=[9081, 9082],
             relay_health=[9181, 9182],
             visors=[3436, 3437, 3438, 3439],
@@ -67,6 +70,7 @@ class Ports:
             rf=free_port(),
             ar=free_port(),
             sd=free_port(),
+            ut=free_port(),
             relays=[free_port(), free_port()],
             relay_health=[free_port(), free_port()],
             visors=[free_port() for _ in range(VISORS)],
@@ -76,8 +80,8 @@ class Ports:
 
     def all(self) -> list[int]:
         return [
-            self.disc, self.tpd, self.rf, self.ar, self.sd, *self.relays, *self.relay_health,
-            *self.visors, self.dmsg_web, self.skynet_web,
+            self.disc, self.tpd, self.rf, self.ar, self.sd, self.ut, *self.relays,
+            *self.relay_health, *self.visors, self.dmsg_web, self.skynet_web,
         ]  # fmt: skip
 
 
@@ -119,6 +123,10 @@ class Deployment:
     @property
     def sd_url(self) -> str:
         return self.url(self.ports.sd)
+
+    @property
+    def ut_url(self) -> str:
+        return self.url(self.ports.ut)
 
     def rpc_addr(self, i: int) -> str:
         return f"127.0.0.1:{self.ports.visors[i]}"
@@ -197,6 +205,10 @@ class Deployment:
             "--db", str(d / "service-discovery.db"), "--log-level", lvl,
         )  # fmt: skip
         self._part(
+            "ut", p.ut, "svc", "ut", "--addr", f"127.0.0.1:{p.ut}",
+            "--db", str(d / "uptime-tracker.db"), "--log-level", lvl,
+        )  # fmt: skip
+        self._part(
             "rf", p.rf, "svc", "rf", "--tpd", self.url(p.tpd), "--addr", f"127.0.0.1:{p.rf}",
             "--refresh", "1", "--log-level", lvl,
         )  # fmt: skip
@@ -249,6 +261,7 @@ class Deployment:
         cfg.skywire_tcp.listening_address = ""
         cfg.transport.public_autoconnect = False
         cfg.launcher.service_discovery = self.sd_url
+        cfg.uptime_tracker.addr = self.ut_url
         cfg.launcher.server_addr = "127.0.0.1:0"
         # shells for visor 0's key; each visor its own local socket
         cfg.dmsgpty.whitelist = [self.visor_pk(0)]
@@ -271,7 +284,7 @@ class Deployment:
     async def start_skywire(self) -> None:
         """Each part once the ones it needs answer: the services; the route finder; the setup
         node (once its dmsg entry is up); the visors, until each has its dmsg sessions."""
-        await asyncio.gather(*(self._up(n) for n in ("tpd", "ar", "sd")))
+        await asyncio.gather(*(self._up(n) for n in ("tpd", "ar", "sd", "ut")))
         await self._up("rf")
         await self._up("sn", dmsg=self.setup_pk)
         await asyncio.gather(*(self._up(f"visor-{i}") for i in range(VISORS)))

@@ -156,6 +156,7 @@ async def _skywire(
     say(f"address resolver    {net.url(ports.ar)}")
     say(f"route finder        {net.url(ports.rf)}")
     say(f"service discovery   {net.sd_url}  (SQLite)")
+    say(f"uptime tracker      {net.ut_url}  (SQLite)")
     say(f"route setup node    {net.setup_pk}  (dmsg port 36)")
     for i, v in enumerate(visors):
         say(f"visor {i}             {v.pk}  control {v.rpc}")

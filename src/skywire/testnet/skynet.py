@@ -1,9 +1,10 @@
 """A whole Skywire network on loopback: every service and a row of visors.
 
 On top of a :class:`~skywire.testnet.dmsgnet.LocalDmsgNetwork` (discovery + relay servers) it
-runs transport discovery and service discovery (SQLite with a ``data_dir``, else memory), the
-address resolver (test mode: loopback addresses), the route finder (fed by transport discovery,
-with measured latencies), a route setup node and ``visors`` visors configured for them.
+runs transport discovery, service discovery and the uptime tracker (SQLite with a
+``data_dir``, else memory), the address resolver (test mode: loopback addresses), the route
+finder (fed by transport discovery, with measured latencies), a route setup node and ``visors``
+visors configured for them.
 :meth:`chain` links the visors with ``stcpr`` transports in a row, so that a route from the
 first to the last crosses every intermediate.
 """
@@ -28,6 +29,9 @@ from skywire.services.tpd.api import TPDServer
 from skywire.services.tpd.client import TPDRegistry
 from skywire.services.tpd.store.memory import MemoryStore as TPDMemoryStore
 from skywire.services.tpd.store.sqlite import SqliteStore as TPDSqliteStore
+from skywire.services.ut import UTServer
+from skywire.services.ut.store.memory import MemoryStore as UTMemoryStore
+from skywire.services.ut.store.sqlite import SqliteStore as UTSqliteStore
 from skywire.testnet.dmsgnet import LocalDmsgNetwork
 from skywire.transport.manager import ManagedTransport
 from skywire.visor.autoconnect import AutoconnectConfig
@@ -49,6 +53,7 @@ class LocalSkywire:
         rf_port: int = 0,
         ar_port: int = 0,
         sd_port: int = 0,
+        ut_port: int = 0,
         configure: Callable[[int, VisorConfig], None] | None = None,
         keys: Callable[[str], SecKey] | None = None,
         cli_ports: Sequence[int] = (),
@@ -64,11 +69,12 @@ class LocalSkywire:
         self.n_visors = visors
         self.data_dir = data_dir
         self.latency_interval = latency_interval
-        self.ports = {"tpd": tpd_port, "rf": rf_port, "ar": ar_port, "sd": sd_port}
+        self.ports = {"tpd": tpd_port, "rf": rf_port, "ar": ar_port, "sd": sd_port, "ut": ut_port}
         self.visors: list[Visor] = []
         self.tpd: TPDServer | None = None
         self.ar: ARServer | None = None
         self.sd: SDServer | None = None
+        self.ut: UTServer | None = None
         self.rf: RouteFinderServer | None = None
         self.finder: RouteFinder | None = None
         self.rsn: SetupNode | None = None
@@ -102,6 +108,11 @@ class LocalSkywire:
             sd_store = SDMemoryStore()
         await st.enter_async_context(sd_store)
         self.sd = await st.enter_async_context(SDServer(sd_store, port=self.ports["sd"]))
+        ut_store: UTMemoryStore | UTSqliteStore = UTMemoryStore()
+        if self.data_dir is not None:
+            ut_store = await UTSqliteStore.open(str(self.data_dir / "uptime-tracker.db"))
+        await st.enter_async_context(ut_store)
+        self.ut = await st.enter_async_context(UTServer(ut_store, port=self.ports["ut"]))
         ar_store = await st.enter_async_context(ARMemoryStore())
         self.ar = await st.enter_async_context(
             # the UDP side on the HTTP port: where visors look when the URL names a port
@@ -135,6 +146,8 @@ class LocalSkywire:
         cfg.skywire_tcp.listening_address = ""
         if self.sd is not None:
             cfg.launcher.service_discovery = self.sd.url
+        if self.ut is not None:
+            cfg.uptime_tracker.addr = self.ut.url
         cfg.transport.public_autoconnect = False  # a test turns it on in ``configure``
         cfg.dmsgpty.cli_address = ""  # several visors in one process: no shared socket
         if self.apps:  # several visors in one process: each app server on its own port

@@ -53,6 +53,7 @@ from skywire.visor.logserver import LOG_SERVER_PORT, logserver_app
 from skywire.visor.metrics import visor_metrics
 from skywire.visor.public import PublicVisor, start_public
 from skywire.visor.rpc import RPCServer, split_addr
+from skywire.visor.uptime import UptimeReporter, uptime_reporter
 from skywire.visor.web import VisorWeb
 from skywire.wire.pq import PQPolicy, default_policy, set_default_policy
 from skywire.wire.pq import stats as pq_stats
@@ -114,6 +115,7 @@ class Visor:
         self.halted = asyncio.Event()
         self.pty_host: PtyHost | None = None
         self.reload_requested = False  # set with halted: start again from config_path
+        self.uptime: UptimeReporter | None = None  # heartbeats to uptime_tracker.addr
         self.autoconnect_config = autoconnect  # None: upstream's count and interval
         self.public_visor: PublicVisor | None = None  # is_public: listed in service discovery
         self.autoconnect: PublicAutoconnect | None = None  # transport.public_autoconnect
@@ -211,6 +213,7 @@ class Visor:
         await self._start_hypervisor()
         await self._connect_hypervisors()
         await self._start_public()
+        await self._start_uptime()
         log.info("visor %s up", self.pk)
 
     async def _start_apps(self) -> None:
@@ -323,6 +326,12 @@ class Visor:
         if links is not None:
             self.hypervisor_links = await self._stack.enter_async_context(links)
 
+    async def _start_uptime(self) -> None:
+        """Signed heartbeats to ``uptime_tracker.addr`` while the visor runs (not awaited)."""
+        reporter = uptime_reporter(self.cfg.uptime_tracker, self.sk, self.cfg.version)
+        if reporter is not None:
+            self.uptime = await self._stack.enter_async_context(reporter)
+
     async def close(self) -> None:
         """RPC, router, route finder client, this visor's entries in transport discovery,
         transports, resolver binds, dmsg: closed in the reverse order of their start."""
@@ -356,6 +365,7 @@ class Visor:
             "address_resolver": self.cfg.transport.address_resolver,
             "route_finder": self.cfg.routing.route_finder,
             "route_setup_nodes": [pk.hex() for pk in self.cfg.routing.route_setup_nodes],
+            "uptime_tracker": self.cfg.uptime_tracker.addr,
             "post_quantum": {
                 "require": default_policy().require,
                 "dmsg_sessions_hybrid": sum(s.noise.pq_active for s in self.dmsg.sessions.values()),

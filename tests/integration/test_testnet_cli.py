@@ -44,17 +44,18 @@ async def test_main_job_fetches_through_the_local_network(tmp_path: Path) -> Non
     parts = [line.split()[0] for line in lines if " up, pid " in line]
     assert sorted(parts) == sorted(
         ["disc", "relay-0", "relay-1", "tpd", "ar", "sd", "ut", "rf", "sn", "site"]
-        + [f"visor-{i}" for i in range(4)]
+        + [f"visor-{i}" for i in range(5)]  # visor 4 joins last, autoconnecting
     )
     assert children_of_me() == []
     pids = [int(line.split()[-1]) for line in lines if " up, pid " in line]
     pids += [int(line.rstrip(")").split()[-1]) for line in lines if line.startswith("app ")]
-    assert len(pids) == 14 + 4 and alive(pids) == []  # the parts, and the visors' apps
+    assert len(pids) == 15 + 4 and alive(pids) == []  # the parts, and the visors' apps
     assert (tmp_path / "logs" / "visor-0.log").stat().st_size > 0
     assert report.sha256_ok and report.file_bytes == 3 << 20
     assert report.route_ok
     assert report.names_ok  # the demo site through the proxies, by all five kinds of names
     assert report.apps_ok  # skysocks across 2 hops, and a skychat message between two pages
+    assert report.autoconnect_ok  # visor 4 made its own transports to the 3 public visors
     assert any(line.startswith("skysocks ") and " ok " in line for line in lines)
     kinds = ["bare", "vhost", "pinned server", "vhost + pinned server", "source-routed skynet"]
     for kind in kinds:
@@ -62,7 +63,7 @@ async def test_main_job_fetches_through_the_local_network(tmp_path: Path) -> Non
     assert (tmp_path / "dmsg-discovery.db").exists()
     assert (tmp_path / "transport-discovery.db").exists()
     with contextlib.closing(sqlite3.connect(tmp_path / "uptime-tracker.db")) as db:
-        assert db.execute("SELECT COUNT(*) FROM ut_visors").fetchone() == (4,)  # heartbeats
+        assert db.execute("SELECT COUNT(*) FROM ut_visors").fetchone() == (5,)  # heartbeats
     assert any(line.startswith("through the route") for line in lines)
     assert any(line.startswith("fetched") for line in lines)
     assert sum(line.startswith("dmsg server") for line in lines) == 2

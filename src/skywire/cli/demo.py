@@ -57,7 +57,9 @@ def register(app: typer.Typer) -> None:
                 say=say,
                 verbose=verbose,
             )
-            if not (report.sha256_ok and report.route_ok and report.apps_ok):
+            if not (
+                report.sha256_ok and report.route_ok and report.apps_ok and report.autoconnect_ok
+            ):
                 raise typer.Exit(1)
 
         from skywire.visor.statelock import PortInUseError, StateLockedError

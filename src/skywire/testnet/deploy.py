@@ -27,6 +27,8 @@ from skywire.visor.config import VisorConfig
 __all__ = ["Deployment", "Ports"]
 
 VISORS = 4
+PUBLIC = (1, 2, 3)
+"""The visors listed as public (visor 0, the one with the proxies, stays private)."""
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Ports:
     dmsg_web: int
     skynet_web: int
     site: int = field(default_factory=free_port)
+    newcomer: int = field(default_factory=free_port)
 
     @classmethod
     def fixed(cls, disc: int = 9090) -> Ports:
@@ -228,10 +231,26 @@ class Deployment:
             self._part(f"visor-{i}", p.visors[i], "visor", "-c", str(path), "--log-level", lvl)
 
     def joining_config(self, cli_port: int = 3435) -> VisorConfig:
-        """The configuration of one more visor, run by hand, that joins this network."""
+        """The configuration of one more visor, run by hand, that joins this network: no
+        configured transports; it makes its own to the public visors (autoconnect)."""
         cfg = self._base_config("visor-joining", self.dir / "visor", f"127.0.0.1:{cli_port}")
         cfg.launcher.apps = []
+        cfg.transport.public_autoconnect = True
         return cfg
+
+    async def start_newcomer(self) -> str:
+        """Visor 4: no transports configured, autoconnect on; its control address."""
+        port = self.ports.newcomer
+        cfg = self._base_config("visor-4", self.dir / "visor-4", f"127.0.0.1:{port}")
+        cfg.launcher.apps = []
+        cfg.transport.public_autoconnect = True
+        path = self.dir / "visor-4.json"
+        path.write_text(cfg.to_json())
+        path.chmod(0o600)
+        self._part("visor-4", port, "visor", "-c", str(path), "--log-level", self.log_level)
+        await self._up("visor-4")
+        await wait_visor(f"127.0.0.1:{port}", self.parts["visor-4"])
+        return f"127.0.0.1:{port}"
 
     def visor_config(self, i: int) -> VisorConfig:
         """Visor ``i``'s configuration: this network's services, its apps, visor 0 with the
@@ -239,6 +258,7 @@ class Deployment:
         p = self.ports
         cfg = self._base_config(f"visor-{i}", self.dir / f"visor-{i}", self.rpc_addr(i))
         self.apps.configure(i, cfg, self.visor_pk(2))
+        cfg.is_public = i in PUBLIC  # listed in service discovery, for visors that autoconnect
         if i == 0:  # the first visor runs both resolving proxies
             cfg.dmsg_web.enabled = cfg.skynet_web.enabled = True
             cfg.dmsg_web.listen = f"127.0.0.1:{p.dmsg_web}"

@@ -11,6 +11,7 @@ other tools can use it, until Ctrl-C stops every part.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import os
@@ -27,7 +28,7 @@ from skywire.dmsg.http.client import fetch_stream
 from skywire.services.dmsgdisc.client import DiscClient
 from skywire.testnet.appdemo import AppPlan, VisorRef, apps_demo
 from skywire.testnet.demo import check_names, demo_names
-from skywire.testnet.deploy import VISORS, Deployment, Ports
+from skywire.testnet.deploy import PUBLIC, VISORS, Deployment, Ports
 from skywire.testnet.keys import KeyBook
 from skywire.testnet.routedemo import route_fetch
 from skywire.visor.rpc import RPCClient
@@ -48,6 +49,7 @@ class RunReport:
     route_ok: bool = True
     names_ok: bool = True
     apps_ok: bool = True
+    autoconnect_ok: bool = True
 
     @property
     def mb_per_s(self) -> float:
@@ -172,6 +174,7 @@ async def _skywire(
         visors[0].rpc, proxy, visors[-1].pk, payload_name, digest, say
     )
     report.names_ok = await _proxy_demo(net, visors, hops, say)
+    report.autoconnect_ok = await _newcomer_demo(net, say)
     joining = data_dir / "visor-config.json"
     await asyncio.to_thread(net.joining_config().save, joining)
     if not once:
@@ -280,6 +283,31 @@ async def _proxy_demo(
         f"  in a browser: chromium --proxy-server=socks5://{proxies['dmsg_web']} "
         "and open any of the names above"
     )
+    return ok
+
+
+async def _newcomer_demo(net: Deployment, say: Say) -> bool:
+    """A fifth visor with no configured transports joins, finds the public visors in service
+    discovery and makes stcpr transports to them by itself (autoconnect)."""
+    say("")
+    t0 = time.monotonic()
+    rpc = await net.start_newcomer()
+    public = {net.visor_pk(i).hex() for i in PUBLIC}
+    client = RPCClient(rpc, timeout=5.0)
+    rows: list[dict[str, object]] = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(30):
+            while len({r["remote_pk"] for r in rows if r["remote_pk"] in public}) < len(public):
+                rows = await client.call("GET", "/transports")
+                await asyncio.sleep(0.1)  # another process: its autoconnect dialling
+    mine = [r for r in rows if r["remote_pk"] in public]
+    ok = len(mine) == len(public) and all(r["type"] == "stcpr" for r in mine)
+    say(
+        f"autoconnect         visor 4 (no transports configured) joined and made "
+        f"{len(mine)} stcpr transports to the {len(public)} public visors in "
+        f"{time.monotonic() - t0:.1f} s: {'ok' if ok else 'FAILED'}"
+    )
+    say(f"  .venv/bin/skywire cli visor tp ls --rpc {rpc}")
     return ok
 
 

@@ -199,3 +199,53 @@ async def test_config_update_changes_the_file_in_place(tmp_path: Path) -> None:
     assert code == 0 and "nothing to change" in out
     code, _, err = await skywire("cli", "config", "update", "-c", str(path), "--log-level", "x")
     assert code == 2 and "unknown level" in err
+
+
+async def test_cli_vpn_lists_servers_and_points_the_client_app_at_one(tmp_path: Path) -> None:
+    """The commands only, on a real visor and service discovery: the vpn-client app here is a
+    stand-in script (a real one would route this machine's traffic through a TUN)."""
+    from skywire.services.sd import SDClient
+    from skywire.services.sd.entry import ServiceEntry, ServiceType, SWAddr
+    from skywire.visor.config import AppConfig, VisorConfig
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "fake-vpn.py"
+    script.write_text(
+        f"#!{sys.executable}\nimport sys, time\nprint('ARGS', *sys.argv[1:], flush=True)\n"
+        "time.sleep(3600)\n"
+    )
+    script.chmod(0o755)
+
+    def configure(i: int, cfg: VisorConfig) -> None:
+        cfg.local_path = str(tmp_path / f"visor-{i}")
+        cfg.launcher.bin_path = str(bin_dir)
+        cfg.launcher.apps = [AppConfig(name="vpn-client", binary="fake-vpn.py", port=43)]
+
+    async with (
+        LocalDmsgNetwork(servers=1) as dnet,
+        LocalSkywire(dnet, visors=1, configure=configure, apps=True) as sky,
+    ):
+        (a,) = sky.visors
+        assert a.rpc is not None and sky.sd is not None and a.launcher is not None
+        server = SecKey.generate()
+        async with SDClient(sky.sd.url, server) as sd:
+            await sd.register(ServiceEntry(SWAddr(server.pubkey(), 44), ServiceType.VPN, "v1"))
+        listed = await cli_json("vpn", "list", "--sd", sky.sd.url)
+        assert isinstance(listed, list) and listed[0]["address"] == f"{server.pubkey().hex()}:44"
+        rpc = ["--rpc", f"127.0.0.1:{a.rpc.port}"]
+        code, out, _ = await skywire("cli", "vpn", "status", *rpc)
+        assert code == 0 and "vpn-client: stopped" in out
+        code, out, err = await skywire(
+            "cli", "vpn", "start", server.pubkey().hex(), "--passcode", "s3", "--killswitch", *rpc
+        )
+        assert code == 0, err
+        launcher = a.launcher
+        want = f"ARGS app vpn-client --srv {server.pubkey().hex()} --passcode s3 --killswitch"
+        await launcher.wait_until(
+            lambda: any(line.endswith(want) for line in launcher.logs("vpn-client")), 30
+        )
+        code, out, _ = await skywire("cli", "vpn", "status", *rpc)
+        assert code == 0 and "vpn-client: running" in out
+        code, out, _ = await skywire("cli", "vpn", "stop", *rpc)
+        assert code == 0 and "stopped" in out

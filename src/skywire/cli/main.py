@@ -101,6 +101,7 @@ def register_visor(app: typer.Typer) -> None:
         ut,
         visor,
         visor_ops,
+        vpn,
     )
 
     visor.register(app)
@@ -110,6 +111,7 @@ def register_visor(app: typer.Typer) -> None:
     debug.register(visor.cli_app)
     app_cmds.register(visor.visor_app)
     proxy.register(visor.cli_app)
+    vpn.register(visor.cli_app)
     skynet.register()
     ut.register(visor.cli_app)
 

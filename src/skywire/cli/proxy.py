@@ -27,7 +27,7 @@ proxy_app = typer.Typer(
 )
 
 
-def _sd_url(config: Path, sd: str) -> str:
+def sd_url(config: Path, sd: str) -> str:
     if sd:
         return sd
     from skywire.visor.config import VisorConfig
@@ -49,15 +49,18 @@ def proxy_list(
     as_json: JsonOption = False,
 ) -> None:
     """Public skysocks servers registered in service discovery."""
+    print_services(sd_url(config, sd), "skysocks", country, as_json)
+
+
+def print_services(url: str, kind: str, country: str, as_json: bool) -> None:
+    """The ``kind`` entries of service discovery at ``url``: a table, or JSON."""
     from skywire.cipher import SecKey
     from skywire.services.sd.client import SDClient
     from skywire.services.sd.errors import SDError
 
-    url = _sd_url(config, sd)
-
     async def ask() -> list[Any]:
         async with SDClient(url, SecKey.generate()) as client:
-            return list(await client.services("skysocks", country=country))
+            return list(await client.services(kind, country=country))
 
     try:
         entries = asyncio.run(ask())
@@ -72,7 +75,17 @@ def proxy_list(
         table.add_row(str(e.addr), e.geo.country if e.geo else "-", e.version or "-")
     out.print(table)
     if not entries:
-        err.print(f"no skysocks servers registered at {url}")
+        err.print(f"no {kind} servers registered at {url}")
+
+
+def app_row(rpc: str, name: str) -> dict[str, Any]:
+    """The visor's status row of app ``name`` (exits 1 when the visor has no such app)."""
+    rows = call_visor(rpc, "GET", "/apps")
+    row = next((r for r in rows if isinstance(r, dict) and r.get("name") == name), None)
+    if row is None:
+        err.print(f"[red]error:[/red] this visor has no {name} app in its config")
+        raise typer.Exit(1)
+    return row
 
 
 @proxy_app.command("start")
@@ -109,11 +122,7 @@ def proxy_stop(rpc: RpcOption = "localhost:3435") -> None:
 @proxy_app.command("status")
 def proxy_status(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -> None:
     """The skysocks-client app's state, uptime and last error."""
-    rows = call_visor(rpc, "GET", "/apps")
-    row = next((r for r in rows if isinstance(r, dict) and r.get("name") == CLIENT_APP), None)
-    if row is None:
-        err.print(f"[red]error:[/red] this visor has no {CLIENT_APP} app in its config")
-        raise typer.Exit(1)
+    row = app_row(rpc, CLIENT_APP)
     if as_json:
         typer.echo(json.dumps(row, indent=2))
         return

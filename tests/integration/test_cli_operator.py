@@ -212,7 +212,9 @@ async def test_cli_vpn_lists_servers_and_points_the_client_app_at_one(tmp_path: 
     bin_dir.mkdir()
     script = bin_dir / "fake-vpn.py"
     script.write_text(
-        f"#!{sys.executable}\nimport sys, time\nprint('ARGS', *sys.argv[1:], flush=True)\n"
+        f"#!{sys.executable}\nimport os, sys, time\nprint('ARGS', *sys.argv[1:], flush=True)\n"
+        "print('ENV', os.environ['ADDR_DMSG_DISC'], os.environ['DMSG_SRV_COUNT'],"
+        " os.environ.get('ADDR_DMSG_SRV_0'), flush=True)\n"
         "time.sleep(3600)\n"
     )
     script.chmod(0o755)
@@ -245,6 +247,9 @@ async def test_cli_vpn_lists_servers_and_points_the_client_app_at_one(tmp_path: 
         await launcher.wait_until(
             lambda: any(line.endswith(want) for line in launcher.logs("vpn-client")), 30
         )
+        # the visor tells the client where discovery and its dmsg servers are (kept off the TUN)
+        env = next(line for line in launcher.logs("vpn-client") if " ENV " in line)
+        assert env.endswith(f"ENV {dnet.disc_url} 1 127.0.0.1"), env
         code, out, _ = await skywire("cli", "vpn", "status", *rpc)
         assert code == 0 and "vpn-client: running" in out
         code, out, _ = await skywire("cli", "vpn", "stop", *rpc)

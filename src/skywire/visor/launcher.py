@@ -30,7 +30,7 @@ import secrets
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -144,6 +144,7 @@ class Launcher:
         stop_grace: float = 5.0,
         log_lines: int = 500,
         on_change: Callable[[AppStateChanged], None] | None = None,
+        extra_env: Callable[[AppConfig], Mapping[str, str]] | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -166,6 +167,7 @@ class Launcher:
         self._backoff = backoff
         self._stop_grace = stop_grace
         self._on_change = on_change
+        self._extra_env = extra_env  # what the visor tells an app at each start (vpn-client)
         self._clock = clock
         self._mono = monotonic
         self._tree = TaskTree("launcher", log)
@@ -374,7 +376,8 @@ class Launcher:
         conf = self._proc_config(cfg, proc_key, argv)
         work_dir = Path(conf["proc_work_dir"])
         work_dir.mkdir(parents=True, exist_ok=True)
-        return argv, {**os.environ, "PROC_CONFIG": json.dumps(conf)}, work_dir
+        extra = dict(self._extra_env(cfg)) if self._extra_env is not None else {}
+        return argv, {**os.environ, **extra, "PROC_CONFIG": json.dumps(conf)}, work_dir
 
     async def _run_once(self, app: _App) -> float | None:
         """One run, from register to unregister. Returns how long the process ran, or ``None``

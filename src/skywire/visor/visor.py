@@ -237,8 +237,28 @@ class Visor:
                 visor_pk=self.pk.hex(),
                 local_path=cfg.local_path,
                 bin_path=cfg.launcher.bin_path,
+                extra_env=self._app_env,
             )
         )
+
+    def _app_env(self, app: AppConfig) -> dict[str, str]:
+        """Upstream's environment for vpn-client: where the services and the dmsg servers
+        are, so that their traffic stays off the TUN (transports' peers are not passed yet)."""
+        if app.name != "vpn-client":
+            return {}
+        cfg = self.cfg
+        env = {
+            "ADDR_DMSG_DISC": cfg.dmsg.discovery,
+            "ADDR_TP_DISC": cfg.transport.discovery,
+            "ADDR_RF": cfg.routing.route_finder,
+            "ADDR_ADDRESS_RESOLVER": cfg.transport.address_resolver,
+            "ADDR_UPTIME_TRACKER": cfg.uptime_tracker.addr,
+        }
+        servers = [s.peername for s in self.dmsg.sessions.values()] if self.dmsg else []
+        hosts = [peer[0] for peer in servers if peer is not None]
+        env["DMSG_SRV_COUNT"] = str(len(hosts))
+        env.update({f"ADDR_DMSG_SRV_{i}": host for i, host in enumerate(hosts)})
+        return env
 
     async def _announcer(self) -> AppAnnouncer | None:
         """Public skysocks / vpn-server apps listed in service discovery under this visor's

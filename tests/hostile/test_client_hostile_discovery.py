@@ -149,7 +149,10 @@ async def typed(call: Awaitable[Any]) -> BaseException | None:
     return None
 
 
-async def test_a_client_survives_a_hostile_discovery_and_recovers() -> None:
+@pytest.mark.parametrize("pooled", [True, False], ids=["aiohttp", "one-shot"])
+async def test_a_client_survives_a_hostile_discovery_and_recovers(pooled: bool) -> None:
+    """Also with a discovery client that makes each request on a connection of its own
+    (``pooled=False``, as ``skywire dmsg curl``: :mod:`skywire.wire.http1`)."""
     async with LocalDmsgNetwork(servers=2) as net:
         x, y = net.servers
         assert net.store is not None
@@ -160,7 +163,7 @@ async def test_a_client_survives_a_hostile_discovery_and_recovers() -> None:
         seen, fresh = await b.listen(5), await c.listen(5)
         other = (await net.store.get(x.pk)).to_json()
         async with HostileDiscovery(net.store) as hostile:
-            disc = DiscClient(hostile.url, timeout=CALL_TIMEOUT)
+            disc = DiscClient(hostile.url, timeout=CALL_TIMEOUT, pooled=pooled)
             disc.max_body = LIMIT
             a = Client(KeyPair.generate().sk, disc, backoff=BACKOFF)
             async with disc, a:
@@ -186,18 +189,18 @@ async def test_a_client_survives_a_hostile_discovery_and_recovers() -> None:
                     assert not a.entries.cached(c.pk)
                     await assert_served(a, fresh, b"honest again")
                     await only_on(a, x)
-                    await a_new_client_meanwhile(hostile, fresh, other)
+                    await a_new_client_meanwhile(hostile, fresh, other, pooled)
 
 
 async def a_new_client_meanwhile(
-    hostile: HostileDiscovery, listener: DmsgListener, other: bytes
+    hostile: HostileDiscovery, listener: DmsgListener, other: bytes, pooled: bool
 ) -> None:
     """A client starting while the discovery is hostile keeps asking (and surviving) every
     answer, and is ready once the discovery is honest again."""
     answers = [answer for name, answer, _ in cases(hostile, other) if name != "slow"]
     hostile.answer = answers[0]
     async with (
-        DiscClient(hostile.url, timeout=CALL_TIMEOUT) as disc,
+        DiscClient(hostile.url, timeout=CALL_TIMEOUT, pooled=pooled) as disc,
         Client(KeyPair.generate().sk, disc, backoff=BACKOFF) as e,
     ):
         disc.max_body = LIMIT

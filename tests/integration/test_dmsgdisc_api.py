@@ -69,22 +69,26 @@ class Disc:
 
 
 @contextlib.asynccontextmanager
-async def running(store: DiscStore | None = None, **options: Any) -> AsyncIterator[Disc]:
+async def running(
+    store: DiscStore | None = None, *, pooled: bool = True, **options: Any
+) -> AsyncIterator[Disc]:
+    """A discovery and a client of it: on a shared aiohttp session (``pooled``) or making each
+    request on a connection of its own (``pooled=False``: :mod:`skywire.wire.http1`)."""
     clock = FakeClock()
     store = store if store is not None else MemoryStore(clock=clock)
     options.setdefault("clock", clock)
     async with (
         DiscoveryServer(store, "127.0.0.1", 0, **options) as server,
         aiohttp.ClientSession() as http,
-        DiscClient(server.url, http, clock=clock) as client,
+        DiscClient(server.url, http if pooled else None, clock=clock, pooled=pooled) as client,
     ):
         yield Disc(server.url, client, store, clock, http)
     await store.close()
 
 
-@pytest.fixture
-async def disc() -> AsyncIterator[Disc]:
-    async with running() as d:
+@pytest.fixture(params=[True, False], ids=["aiohttp", "one-shot"])
+async def disc(request: pytest.FixtureRequest) -> AsyncIterator[Disc]:
+    async with running(pooled=request.param) as d:
         yield d
 
 

@@ -32,6 +32,11 @@ async def _disc(url: str) -> Any:
         return await c.available_servers()
 
 
+async def _disc_one_shot(url: str) -> Any:
+    async with DiscClient(url, timeout=2, pooled=False) as c:
+        return await c.available_servers()
+
+
 async def _rf(url: str) -> Any:
     kp = KeyPair.generate()
     async with RFClient(url, timeout=2) as c:
@@ -50,6 +55,7 @@ async def _ar(url: str) -> Any:
 
 CASES: list[tuple[str, Callable[[str], Awaitable[Any]], type[Exception], type[Exception]]] = [
     ("dmsg discovery", _disc, DiscUnreachableError, DiscError),
+    ("dmsg discovery, one-shot", _disc_one_shot, DiscUnreachableError, DiscError),
     ("route finder", _rf, RouteFinderUnreachableError, RouteQueryError),
     ("transport discovery", _tpd, TPDUnreachableError, RegistryError),
     ("address resolver", _ar, ResolverUnreachableError, ResolverError),

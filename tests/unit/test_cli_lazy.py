@@ -3,6 +3,7 @@ lines match, and a listing or a light command imports none of the heavy parts.""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
@@ -43,24 +44,60 @@ def test_help_lists_every_command_and_runs_one() -> None:
     assert result.exit_code != 0 and "No such command" in result.output
 
 
-HEAVY = ["aiohttp", "skywire.dmsg.client", "skywire.visor.visor", "skywire.services", "httpx"]
+HEAVY = [
+    "aiohttp",
+    "httpx",
+    "pydantic",  # typer 0.29 builds a pydantic TypeAdapter per parameter: pinned below it
+    "rich",
+    "skywire.dmsg.client",
+    "skywire.visor.visor",
+    "skywire.services",
+]
+"""Modules a listing or ``version`` must not import; a listing or ``version`` also imports no
+asyncio and no key library (``LIGHT``)."""
+LIGHT = ["asyncio", "coincurve", "cryptography"]
+CURL = ["aiohttp", "httpx", "pydantic", "rich"]
+"""What ``skywire dmsg curl`` never imports, even when it runs (its discovery client makes
+each request with ``wire.http1``)."""
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["version"], ["dmsg", "--help"]])
-def test_light_commands_import_nothing_heavy(argv: list[str]) -> None:
+def _imported(argv: list[str], names: list[str]) -> list[str]:
+    """The ``names`` in ``sys.modules`` after running ``skywire argv`` in a fresh process."""
     code = (
         "import sys\n"
-        "from skywire.cli.main import app\n"
+        "from skywire.cli.main import run\n"
+        f"sys.argv = ['skywire', *{argv!r}]\n"
         "try:\n"
-        f"    app({argv!r})\n"
+        "    run()\n"
         "except SystemExit:\n"
         "    pass\n"
-        f"print([m for m in {HEAVY!r} if m in sys.modules])\n"
+        f"print([m for m in {names!r} if m in sys.modules])\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
-    assert out.strip().splitlines()[-1] == "[]", out
+    got: list[str] = ast.literal_eval(out.strip().splitlines()[-1])
+    return got
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["version"], ["dmsg", "--help"]])
+def test_light_commands_import_nothing_heavy(argv: list[str]) -> None:
+    assert _imported(argv, HEAVY + LIGHT) == []
+
+
+def test_dmsg_curl_help_imports_nothing_heavy() -> None:
+    assert _imported(["dmsg", "curl", "--help"], HEAVY + LIGHT) == []
+
+
+def test_dmsg_curl_imports_no_http_library_when_it_runs() -> None:
+    """A curl whose discovery refuses: the discovery client was made and asked, and exits 1."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = ["dmsg", "curl", "-q", "--disc", f"http://127.0.0.1:{port}", "dmsg://02" + "ab" * 32]
+    assert _imported(argv, [*CURL, "skywire.wire.http1"]) == ["skywire.wire.http1"]
 
 
 @pytest.mark.parametrize(

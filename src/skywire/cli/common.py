@@ -1,27 +1,31 @@
-"""Helpers shared by the service commands: listen addresses, signals, logging."""
+"""Helpers shared by the service commands: listen addresses, signals, logging.
+
+Every command imports this module (the root command's options are here), so what only some
+helpers need (asyncio, the address parser, the log ring) is imported inside them: ``skywire
+--help`` and ``skywire version`` import neither asyncio nor a key library.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from skywire.debug import install_ring_handler
-from skywire.dmsg.disc_entry import split_host_port
+if TYPE_CHECKING:
+    import asyncio
 
 LOG_FORMAT = "%(asctime)s %(levelname)-5s %(name)s: %(message)s"
 
 
 def parse_addr(addr: str, option: str = "--addr") -> tuple[str, int]:
     """``host:port`` (empty host: every interface) for a listening option."""
+    from skywire.dmsg.disc_entry import split_host_port
+
     try:
         host, port_text = split_host_port(addr)
         port = int(port_text)
@@ -80,6 +84,8 @@ def setup_logging(
     command leaves unset comes from ``skywire --log-level/--log-format``, then from the
     ``configured`` level (a config file's), then info and text.
     Recent lines also go to the process's log ring (``/debug/log``)."""
+    from skywire.debug import install_ring_handler
+
     level = level or ROOT_LOGGING.level or configured or "info"
     fmt = fmt or ROOT_LOGGING.format or "text"
     value = getattr(logging, level.upper(), None)
@@ -101,6 +107,10 @@ def setup_logging(
 
 def install_stop_signals() -> asyncio.Event:
     """An event that SIGINT and SIGTERM set (call inside the running loop)."""
+    import asyncio
+    import contextlib
+    import signal
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -111,6 +121,10 @@ def install_stop_signals() -> asyncio.Event:
 
 async def run_until_interrupted(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """Run ``main(stop)``; SIGINT/SIGTERM set ``stop`` so that it can close cleanly."""
+    import asyncio
+    import contextlib
+    import signal
+
     stop = install_stop_signals()
     loop = asyncio.get_running_loop()
     try:
@@ -124,6 +138,8 @@ async def run_until_interrupted(main: Callable[[asyncio.Event], Awaitable[None]]
 def run_service(main: Coroutine[Any, Any, None], name: str) -> None:
     """Run a service's ``main`` until it returns or Ctrl-C; a failure (a store that cannot
     open, a port in use) is printed as one line and exits 1, its traceback logged at debug."""
+    import asyncio
+
     try:
         asyncio.run(main)
     except KeyboardInterrupt:

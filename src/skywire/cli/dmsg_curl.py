@@ -1,13 +1,13 @@
 """``skywire dmsg curl``: one HTTP request over dmsg, as a whole process.
 
 Start-up time is most of what this command costs, so it imports only what a request needs:
-the dmsg client, the discovery client and the HTTP-over-stream client; the progress bar's
-module only when a bar is shown.
+the dmsg client, the discovery client without aiohttp (``pooled=False``) and the one-request
+HTTP/1.1 client of :mod:`skywire.wire.http1` (h11, no httpx); the progress bar's module only
+when a bar is shown. ``--help`` imports none of them (nor asyncio, nor a key library).
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import time
 from pathlib import Path
@@ -15,14 +15,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from skywire.cipher import CipherError, SecKey
-
 if TYPE_CHECKING:
+    from skywire.cipher import SecKey
     from skywire.dmsg.client import Client
     from skywire.dmsg.http.url import DmsgURL
+    from skywire.wire.http1 import Response
 
 EXIT_TRANSPORT = 1
 EXIT_HTTP = 22
+FETCH_TIMEOUT = 20.0
+"""Seconds allowed to dial and get the answer's head, and then for each read of the body."""
 
 DiscOption = Annotated[
     str, typer.Option("--disc", "-d", help="dmsg discovery URL.", envvar="SKYWIRE_DMSG_DISC")
@@ -37,6 +39,8 @@ SkOption = Annotated[
 
 def secret_key(sk: str) -> SecKey:
     """The key of ``--sk``, or a fresh one when empty."""
+    from skywire.cipher import CipherError, SecKey
+
     if not sk:
         return SecKey.generate()
     try:
@@ -64,6 +68,8 @@ def curl(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Fetch a URL over dmsg. Exit codes: 0 ok, 1 dmsg/transport failure, 22 HTTP status >= 400."""
+    import asyncio
+
     from skywire.dmsg.http.url import DmsgURL, DmsgURLError
 
     try:
@@ -87,8 +93,6 @@ async def _curl(
     timeout: float,
     quiet: bool,
 ) -> int:
-    import httpx
-
     from skywire.dmsg.client import Client
     from skywire.dmsg.disc_errors import DiscError
     from skywire.dmsg.errors import DmsgError
@@ -96,7 +100,7 @@ async def _curl(
 
     start = time.monotonic()
     try:
-        async with DiscClient(disc_url, timeout=min(timeout, 10.0)) as disc:
+        async with DiscClient(disc_url, timeout=min(timeout, 10.0), pooled=False) as disc:
             # ask discovery once up front: an unreachable one is reported at once
             await disc.available_servers()
             async with Client(sk, disc, min_sessions=sessions, serve_ctrl=False) as client:
@@ -104,9 +108,6 @@ async def _curl(
                 return await _fetch(client, target, output, method, data, quiet, start)
     except (DiscError, DmsgError, OSError, TimeoutError) as exc:
         _error(str(exc) or type(exc).__name__)
-        return EXIT_TRANSPORT
-    except httpx.HTTPError as exc:
-        _error(f"{type(exc).__name__}: {exc}")
         return EXIT_TRANSPORT
 
 
@@ -119,12 +120,25 @@ async def _fetch(
     quiet: bool,
     start: float,
 ) -> int:
-    from skywire.dmsg.http.client import fetch_stream
+    import asyncio
 
-    async with fetch_stream(
-        client.dial, target, method=method, content=data.encode() if data else None
-    ) as resp:
-        total = int(resp.headers.get("content-length", "0") or 0) or None
+    from skywire import __version__
+    from skywire.wire import http1
+
+    async with asyncio.timeout(FETCH_TIMEOUT):
+        stream = await client.dial(target.pk, target.port)
+        resp = await http1.request(
+            stream,
+            method,
+            target.target,
+            host=target.host,
+            headers=[("User-Agent", f"skywire/{__version__}"), ("Accept", "*/*")],
+            body=data.encode() if data else None,
+            read_timeout=FETCH_TIMEOUT,
+        )
+    async with resp:
+        length = resp.header("content-length")
+        total = int(length) if length.isdigit() and int(length) else None
         sink = output.open("wb") if output else sys.stdout.buffer
         got = 0
         bar = not quiet and not (output is None and total is not None and total < 1 << 20)
@@ -132,7 +146,7 @@ async def _fetch(
             if bar:
                 got = await _with_progress(resp, sink, str(target), total)
             else:
-                async for chunk in resp.aiter_bytes():
+                async for chunk in resp:
                     sink.write(chunk)
                     got += len(chunk)
         finally:
@@ -143,14 +157,14 @@ async def _fetch(
         elapsed = time.monotonic() - start
         if not quiet:
             typer.echo(
-                f"{resp.status_code} {resp.reason_phrase}: {got} bytes in {elapsed:.2f}s"
+                f"{resp.status} {resp.reason}: {got} bytes in {elapsed:.2f}s"
                 f" ({got / elapsed / 1e6:.1f} MB/s)",
                 err=True,
             )
-        return EXIT_HTTP if resp.status_code >= 400 else 0
+        return EXIT_HTTP if resp.status >= 400 else 0
 
 
-async def _with_progress(resp: object, sink: object, label: str, total: int | None) -> int:
+async def _with_progress(resp: Response, sink: object, label: str, total: int | None) -> int:
     """Copy the body to ``sink`` under a progress bar on stderr; the bytes copied."""
     from rich.console import Console
     from rich.progress import (
@@ -173,7 +187,7 @@ async def _with_progress(resp: object, sink: object, label: str, total: int | No
         transient=True,
     ) as progress:
         task = progress.add_task(label, total=total)
-        async for chunk in resp.aiter_bytes():  # type: ignore[attr-defined]
+        async for chunk in resp:
             sink.write(chunk)  # type: ignore[attr-defined]
             got += len(chunk)
             progress.update(task, advance=len(chunk))

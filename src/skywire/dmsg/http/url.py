@@ -7,13 +7,14 @@ A missing port (or ``0``/``~``) means :data:`DEFAULT_HTTP_PORT`, upstream's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
-
-import httpx
 
 from skywire.cipher import PubKey
 from skywire.dmsg.addr import Addr, AddrError
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["DEFAULT_HTTP_PORT", "DmsgURL", "DmsgURLError"]
 

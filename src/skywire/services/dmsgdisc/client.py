@@ -17,9 +17,7 @@ import json
 import logging
 import time
 from dataclasses import replace
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from skywire.cipher import PubKey, SecKey
 from skywire.dmsg.disc_entry import (
@@ -35,6 +33,9 @@ from skywire.dmsg.disc_entry import (
 )
 from skywire.dmsg.disc_errors import DiscUnreachableError, error_from_response
 from skywire.services.httpclient import HTTPClientBase
+
+if TYPE_CHECKING:
+    import aiohttp
 
 __all__ = ["DEFAULT_TIMEOUT", "MAX_PUT_ATTEMPTS", "DiscClient"]
 
@@ -53,8 +54,10 @@ class DiscClient(HTTPClientBase):
     """A client of one discovery at ``base_url`` (``http://host:port``, no trailing path).
 
     Pass an ``aiohttp.ClientSession`` to share one; otherwise the client opens its own and closes
-    it in :meth:`close` / ``async with``. ``version`` is the field set entries are signed with in
-    :meth:`put_entry` (leave the [2024]-only fields empty to be accepted by both revisions).
+    it in :meth:`close` / ``async with``; ``pooled=False`` makes each request on a connection of
+    its own, without aiohttp (for a short-lived process: see :mod:`skywire.services.httpclient`).
+    ``version`` is the field set entries are signed with in :meth:`put_entry` (leave the
+    [2024]-only fields empty to be accepted by both revisions).
     """
 
     def __init__(
@@ -65,9 +68,10 @@ class DiscClient(HTTPClientBase):
         clock: Clock = time.time_ns,
         timeout: float = DEFAULT_TIMEOUT,
         version: DiscVersion = DiscVersion.V2024,
+        pooled: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        super().__init__(session, timeout)
+        super().__init__(session, timeout, pooled=pooled)
         self._clock = clock
         self._version = version
         self._put_lock = asyncio.Lock()

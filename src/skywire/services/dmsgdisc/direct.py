@@ -66,7 +66,7 @@ class DmsgDiscClient(DiscClient):
     ) -> bytes:
         if self._http_client is None:
             self._http_client = httpx.AsyncClient(
-                transport=DmsgTransport(self._dial), timeout=self._timeout.total
+                transport=DmsgTransport(self._dial), timeout=self.timeout
             )
         headers = {"Content-Type": "application/json"} if body is not None else None
         url = self.base_url + path

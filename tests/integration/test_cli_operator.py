@@ -214,7 +214,8 @@ async def test_cli_vpn_lists_servers_and_points_the_client_app_at_one(tmp_path: 
     script.write_text(
         f"#!{sys.executable}\nimport os, sys, time\nprint('ARGS', *sys.argv[1:], flush=True)\n"
         "print('ENV', os.environ['ADDR_DMSG_DISC'], os.environ['DMSG_SRV_COUNT'],"
-        " os.environ.get('ADDR_DMSG_SRV_0'), flush=True)\n"
+        " os.environ.get('ADDR_DMSG_SRV_0'), os.environ['TP_REMOTE_IPS_LEN'],"
+        " os.environ.get('ADDR_TP_REMOTE_0'), flush=True)\n"
         "time.sleep(3600)\n"
     )
     script.chmod(0o755)
@@ -222,13 +223,15 @@ async def test_cli_vpn_lists_servers_and_points_the_client_app_at_one(tmp_path: 
     def configure(i: int, cfg: VisorConfig) -> None:
         cfg.local_path = str(tmp_path / f"visor-{i}")
         cfg.launcher.bin_path = str(bin_dir)
-        cfg.launcher.apps = [AppConfig(name="vpn-client", binary="fake-vpn.py", port=43)]
+        if i == 0:
+            cfg.launcher.apps = [AppConfig(name="vpn-client", binary="fake-vpn.py", port=43)]
 
     async with (
         LocalDmsgNetwork(servers=1) as dnet,
-        LocalSkywire(dnet, visors=1, configure=configure, apps=True) as sky,
+        LocalSkywire(dnet, visors=2, configure=configure, apps=True) as sky,
     ):
-        (a,) = sky.visors
+        a, _ = sky.visors
+        await sky.chain("stcpr")  # a transport whose peer must stay off the TUN
         assert a.rpc is not None and sky.sd is not None and a.launcher is not None
         server = SecKey.generate()
         async with SDClient(sky.sd.url, server) as sd:
@@ -249,7 +252,7 @@ async def test_cli_vpn_lists_servers_and_points_the_client_app_at_one(tmp_path: 
         )
         # the visor tells the client where discovery and its dmsg servers are (kept off the TUN)
         env = next(line for line in launcher.logs("vpn-client") if " ENV " in line)
-        assert env.endswith(f"ENV {dnet.disc_url} 1 127.0.0.1"), env
+        assert env.endswith(f"ENV {dnet.disc_url} 1 127.0.0.1 1 127.0.0.1"), env
         code, out, _ = await skywire("cli", "vpn", "status", *rpc)
         assert code == 0 and "vpn-client: running" in out
         code, out, _ = await skywire("cli", "vpn", "stop", *rpc)

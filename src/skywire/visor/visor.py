@@ -41,6 +41,7 @@ from skywire.transport.manager import (
 from skywire.transport.network import DmsgNetwork, Network, TCPNetwork, static_table
 from skywire.transport.resolved import StcprNetwork, SudphNetwork
 from skywire.visor.appdisc import AppAnnouncer
+from skywire.visor.appenv import app_env
 from skywire.visor.appserver import AppServer
 from skywire.visor.autoconnect import AutoconnectConfig
 from skywire.visor.autoconnect_aio import PublicAutoconnect
@@ -242,23 +243,10 @@ class Visor:
         )
 
     def _app_env(self, app: AppConfig) -> dict[str, str]:
-        """Upstream's environment for vpn-client: where the services and the dmsg servers
-        are, so that their traffic stays off the TUN (transports' peers are not passed yet)."""
-        if app.name != "vpn-client":
-            return {}
-        cfg = self.cfg
-        env = {
-            "ADDR_DMSG_DISC": cfg.dmsg.discovery,
-            "ADDR_TP_DISC": cfg.transport.discovery,
-            "ADDR_RF": cfg.routing.route_finder,
-            "ADDR_ADDRESS_RESOLVER": cfg.transport.address_resolver,
-            "ADDR_UPTIME_TRACKER": cfg.uptime_tracker.addr,
-        }
-        servers = [s.peername for s in self.dmsg.sessions.values()] if self.dmsg else []
-        hosts = [peer[0] for peer in servers if peer is not None]
-        env["DMSG_SRV_COUNT"] = str(len(hosts))
-        env.update({f"ADDR_DMSG_SRV_{i}": host for i, host in enumerate(hosts)})
-        return env
+        """What an app is told at its start (:mod:`skywire.visor.appenv`)."""
+        peers = [s.peername for s in self.dmsg.sessions.values()] if self.dmsg else []
+        streams = [tp.conn.stream for tp in self.tm.transports.values()] if self.tm else []
+        return app_env(app, self.cfg, peers, streams)
 
     async def _announcer(self) -> AppAnnouncer | None:
         """Public skysocks / vpn-server apps listed in service discovery under this visor's

@@ -70,7 +70,10 @@ def print_services(url: str, kind: str, country: str, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps([json.loads(e.to_json()) for e in entries], indent=2))
         return
-    table = Table("server (pk:port)", "country", "version")
+    table = Table()
+    table.add_column("server (pk:port)", overflow="fold")  # a key to copy: folded, never cut
+    table.add_column("country", no_wrap=True)
+    table.add_column("version", no_wrap=True)
     for e in entries:
         table.add_row(str(e.addr), e.geo.country if e.geo else "-", e.version or "-")
     out.print(table)

@@ -5,6 +5,10 @@ vpn-server's).
 
 Speaks lines: prints ``ready <visor 2 pk>``; for each ``config <0|2> <name> <port>`` read on
 stdin it registers a run of the app and prints its ``PROC_CONFIG`` JSON; stops when stdin closes.
+For bench/vpn_bench.py also: ``raw <bytes>`` dials a route group from visor 0 to visor 2 (the
+same 0 → 1 → 2 path), sends that many bytes and prints ``raw <seconds> <hops> <encrypted>``
+(seconds from the first write to the last byte read at visor 2); ``hops`` prints
+``hops <n> …``, the hop count of each route group visor 0 holds.
 """
 
 from __future__ import annotations
@@ -12,14 +16,53 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import time
 
 from skywire.apps.appnet.proto import ProcConfig, new_proc_key
 from skywire.visor.appserver import AppServer
 from tests.integration.test_router import RouteNet
 
+RAW_PORT = 90  # the route port of ``raw`` on visor 2 (the VPN apps use 43 and 44)
+CHUNK = 256 * 1024
+
 
 def say(line: str) -> None:
     print(line, flush=True)
+
+
+async def raw(net: RouteNet, size: int) -> str:
+    src_node, dst_node = net.nodes[0], net.nodes[2]
+    listener = await dst_node.router.listen(RAW_PORT)
+    try:
+        src = await src_node.router.dial_routes(dst_node.pk, 0, RAW_PORT)
+        try:
+            dst = await asyncio.wait_for(listener.accept(), 30)
+            assert src.route is not None
+            block = bytes(CHUNK)
+
+            async def send() -> None:
+                left = size
+                while left > 0:
+                    await src.write(block[: min(left, CHUNK)])
+                    left -= CHUNK
+
+            async def recv() -> None:
+                got = 0
+                while got < size:
+                    data = await dst.read(1 << 20)
+                    if not data:
+                        raise ConnectionError(f"the route ended after {got} of {size} bytes")
+                    got += len(data)
+
+            t0 = time.perf_counter()
+            await asyncio.gather(send(), recv())
+            dt = time.perf_counter() - t0
+            await dst.close()
+            return f"raw {dt:.6f} {len(src.route.forward)} {int(src.encrypted)}"
+        finally:
+            await src.close()
+    finally:
+        await listener.close()
 
 
 async def main(client_side: str, server_side: str) -> None:
@@ -37,7 +80,18 @@ async def main(client_side: str, server_side: str) -> None:
             line = await loop.run_in_executor(None, sys.stdin.readline)
             if not line:
                 return
-            _, visor, name, port = line.split()
+            words = line.split()
+            if words[0] == "raw":
+                try:
+                    say(await raw(net, int(words[1])))
+                except Exception as exc:  # the bench reads the failure; the visors stay up
+                    say(f"raw-failed {exc!r}")
+                continue
+            if words[0] == "hops":
+                groups = net.nodes[0].router.route_groups
+                say(" ".join(["hops", *(str(len(g.route.forward)) for g in groups if g.route)]))
+                continue
+            _, visor, name, port = words
             server = servers[int(visor)]
             key = new_proc_key()
             server.register(key, name)

@@ -25,166 +25,44 @@ Needs root, iproute2 and iptables; otherwise skipped with the reason printed.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.integration._vpn_setup import (
+    NS,
+    RESOLV_DIR,
+    TAG,
+    Proc,
+    app_proc,
+    build,
+    in_ns,
+    missing,
+    start_net,
+    teardown,
+)
+
 pytestmark = pytest.mark.timeout(180)
 
-ROOT = Path(__file__).resolve().parents[2]
-TAG = f"vp{os.getpid() % 100000}"
-NS = {name: f"{TAG}-{name}" for name in ("net", "cli", "srv", "inet")}
-RESOLV_DIR = Path("/etc/netns") / NS["cli"]
-RESOLV_BEFORE = "nameserver 10.77.1.1\nsearch example.test\n"
 PASSCODE = "open sesame"
-
-
-def _missing() -> str | None:
-    if os.geteuid() != 0:
-        return "network namespaces and TUN devices need root"
-    for tool in ("ip", "iptables", "sysctl"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (make netns-tools installs iptables where it can)"
-    if not os.path.exists("/dev/net/tun"):
-        return "/dev/net/tun is missing"
-    probe = f"{TAG}-probe"
-    res = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    if res.returncode != 0:
-        return f"cannot create a network namespace: {res.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-    return None
-
-
-def _sh(*args: str) -> str:
-    res = subprocess.run(args, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)}: {res.stderr.strip()}")
-    return res.stdout
-
-
-def _in(ns: str, *args: str) -> str:
-    return _sh("ip", "netns", "exec", NS[ns], *args)
-
-
-def _veth(a: str, a_addr: str, b: str, b_addr: str, name: str) -> None:
-    _sh("ip", "link", "add", f"{name}a", "type", "veth", "peer", "name", f"{name}b")
-    for ns, end, addr in ((a, "a", a_addr), (b, "b", b_addr)):
-        _sh("ip", "link", "set", f"{name}{end}", "netns", NS[ns])
-        _in(ns, "ip", "addr", "add", addr, "dev", f"{name}{end}")
-        _in(ns, "ip", "link", "set", f"{name}{end}", "up")
-
-
-def _build() -> None:
-    for ns in NS.values():
-        _sh("ip", "netns", "add", ns)
-    for ns in NS:
-        _in(ns, "ip", "link", "set", "lo", "up")
-    _veth("cli", "10.77.1.2/24", "net", "10.77.1.1/24", f"{TAG}c")
-    _veth("srv", "10.77.2.2/24", "net", "10.77.2.1/24", f"{TAG}s")
-    _veth("srv", "10.77.3.1/24", "inet", "10.77.3.2/24", f"{TAG}i")
-    _in("net", "ip", "addr", "add", "10.77.100.1/32", "dev", "lo")
-    _in("cli", "ip", "route", "add", "default", "via", "10.77.1.1")
-    _in("srv", "ip", "route", "add", "default", "via", "10.77.3.2")
-    _in("srv", "ip", "addr", "add", "198.51.100.1/32", "dev", "lo")
-    RESOLV_DIR.mkdir(parents=True, exist_ok=True)
-    (RESOLV_DIR / "resolv.conf").write_text(RESOLV_BEFORE)
-
-
-def _teardown() -> None:
-    for ns in NS.values():
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-    shutil.rmtree(RESOLV_DIR, ignore_errors=True)
 
 
 @pytest.fixture
 def namespaces() -> Iterator[None]:
-    reason = _missing()
+    reason = missing()
     if reason is not None:
         print(f"SKIP vpn netns test: {reason}")
         pytest.skip(reason)
     try:
-        _build()
+        build()
         yield
     finally:
-        _teardown()
-
-
-class Proc:
-    """A process in a namespace; its stdout and stderr collected by threads, waited on with
-    deadlines."""
-
-    def __init__(self, ns: str, *args: str, env: dict[str, str] | None = None) -> None:
-        self.p = subprocess.Popen(
-            ["ip", "netns", "exec", NS[ns], *args],
-            cwd=ROOT,
-            env=dict(os.environ, PYTHONPATH=str(ROOT), **(env or {})),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self.read = 0
-        self.cond = threading.Condition()
-        for stream, into in ((self.p.stdout, self.out), (self.p.stderr, self.err)):
-            threading.Thread(target=self._collect, args=(stream, into), daemon=True).start()
-
-    def _collect(self, stream: object, into: list[str]) -> None:
-        for line in stream:  # type: ignore[attr-defined]
-            with self.cond:
-                into.append(line)
-                self.cond.notify_all()
-
-    def wait_for(self, text: str, *, stderr: bool = True, timeout: float = 60) -> str:
-        lines = self.err if stderr else self.out
-        with self.cond:
-            ok = self.cond.wait_for(
-                lambda: any(text in x for x in lines) or self.p.poll() is not None, timeout
-            )
-            found = [x for x in lines if text in x]
-        if not ok or not found:
-            raise AssertionError(f"no {text!r}; stderr:\n{''.join(self.err)[-4000:]}")
-        return found[0]
-
-    def line(self, timeout: float = 60) -> str:
-        """The next stdout line not yet returned."""
-        with self.cond:
-            n = self.read
-            self.cond.wait_for(lambda: len(self.out) > n or self.p.poll() is not None, timeout)
-            if len(self.out) <= n:
-                raise AssertionError(f"no line; stderr:\n{''.join(self.err)[-4000:]}")
-            self.read += 1
-            return self.out[n].strip()
-
-    def send(self, line: str) -> None:
-        assert self.p.stdin is not None
-        self.p.stdin.write(line + "\n")
-        self.p.stdin.flush()
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.p.poll() is None:
-            if self.p.stdin is not None:
-                self.p.stdin.close()
-            self.p.send_signal(sig)
-            try:
-                self.p.wait(30)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        return self.p.returncode
-
-
-def _app(ns: str, conf: str, *args: str) -> Proc:
-    return Proc(ns, sys.executable, "-m", "skywire.cli", "app", *args, env={"PROC_CONFIG": conf})
+        teardown()
 
 
 def _fetch(ns: str, url: str, timeout: float = 5) -> tuple[int, str]:
@@ -213,16 +91,16 @@ def _web(ns: str, addr: str, port: int, body: str, where: Path) -> Proc:
 
 
 def _routes(ns: str) -> list[str]:
-    return sorted(x.strip() for x in _in(ns, "ip", "-4", "route", "show").splitlines())
+    return sorted(x.strip() for x in in_ns(ns, "ip", "-4", "route", "show").splitlines())
 
 
 def _tuns(ns: str) -> list[str]:
-    links = json.loads(_in(ns, "ip", "-j", "link", "show"))
+    links = json.loads(in_ns(ns, "ip", "-j", "link", "show"))
     return [x["ifname"] for x in links if x["ifname"].startswith("tun")]
 
 
 def _tx_packets(ns: str, dev: str) -> int:
-    return int(_in(ns, "cat", f"/sys/class/net/{dev}/statistics/tx_packets"))
+    return int(in_ns(ns, "cat", f"/sys/class/net/{dev}/statistics/tx_packets"))
 
 
 def _resolv() -> str:
@@ -235,7 +113,7 @@ def _udp_burst(ns: str, dst: str, n: int) -> None:
         "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
         "for _ in range(int(sys.argv[2])): s.sendto(b'x' * 100, (sys.argv[1], 9))"
     )
-    _in(ns, sys.executable, "-c", code, dst, str(n))
+    in_ns(ns, sys.executable, "-c", code, dst, str(n))
 
 
 def test_vpn_through_a_two_hop_route(namespaces: None, tmp_path: Path) -> None:
@@ -243,25 +121,17 @@ def test_vpn_through_a_two_hop_route(namespaces: None, tmp_path: Path) -> None:
     try:
         procs.append(_web("srv", "198.51.100.1", 8000, "only in srv", tmp_path / "srv-web"))
         procs.append(_web("inet", "10.77.3.2", 8080, "behind the NAT", tmp_path / "inet-web"))
-        net = Proc("net", sys.executable, "-m", "tests.integration._vpn_net",
-                   "10.77.100.1", "10.77.2.1")  # fmt: skip
+        net, srv_pk, conf = start_net()
         procs.append(net)
-        ready = net.line()
-        assert ready.startswith("ready "), ready
-        srv_pk = ready.split()[1]
 
-        def conf(visor: int, name: str, port: int) -> str:
-            net.send(f"config {visor} {name} {port}")
-            return net.line()
-
-        forward_before = _in("srv", "sysctl", "-n", "net.ipv4.ip_forward").strip()
-        server = _app("srv", conf(2, "vpn-server", 44), "vpn-server", "--passcode", PASSCODE,
+        forward_before = in_ns("srv", "sysctl", "-n", "net.ipv4.ip_forward").strip()
+        server = app_proc("srv", conf(2, "vpn-server", 44), "vpn-server", "--passcode", PASSCODE,
                       "--state-file", str(tmp_path / "srv.json"))  # fmt: skip
         procs.append(server)
         server.wait_for("vpn-server on routing port 44")
-        nat = _in("srv", "iptables", "-t", "nat", "-S", "POSTROUTING")
+        nat = in_ns("srv", "iptables", "-t", "nat", "-S", "POSTROUTING")
         assert f"-A POSTROUTING -o {TAG}ia -j MASQUERADE" in nat
-        assert _in("srv", "sysctl", "-n", "net.ipv4.ip_forward").strip() == "1"
+        assert in_ns("srv", "sysctl", "-n", "net.ipv4.ip_forward").strip() == "1"
 
         routes_before, resolv_before = _routes("cli"), _resolv()
         assert _fetch("cli", "http://198.51.100.1:8000/", timeout=2)[0] != 0  # no VPN, no way
@@ -270,17 +140,17 @@ def test_vpn_through_a_two_hop_route(namespaces: None, tmp_path: Path) -> None:
                        "--state-file", str(state))  # fmt: skip
 
         # ---- up: traffic through the TUN, across the route
-        client = _app("cli", conf(0, "vpn-client", 43), *client_args, "--passcode", PASSCODE)
+        client = app_proc("cli", conf(0, "vpn-client", 43), *client_args, "--passcode", PASSCODE)
         procs.append(client)
         client.wait_for("all traffic via")
         (tun,) = _tuns("cli")
         assert _fetch("cli", "http://198.51.100.1:8000/") == (0, "only in srv")
         assert _fetch("cli", "http://10.77.3.2:8080/") == (0, "behind the NAT")
-        assert f"dev {tun}" in _in("cli", "ip", "route", "get", "203.0.113.9")
-        assert f"dev {tun}" in _in("cli", "ip", "route", "get", "8.8.8.8")
-        direct = _in("cli", "ip", "route", "get", "10.77.100.1")
+        assert f"dev {tun}" in in_ns("cli", "ip", "route", "get", "203.0.113.9")
+        assert f"dev {tun}" in in_ns("cli", "ip", "route", "get", "8.8.8.8")
+        direct = in_ns("cli", "ip", "route", "get", "10.77.100.1")
         assert "via 10.77.1.1" in direct and f"{TAG}ca" in direct, direct
-        routes_up = _in("cli", "ip", "-4", "route", "show")
+        routes_up = in_ns("cli", "ip", "-4", "route", "show")
         assert "0.0.0.0/1 via " in routes_up and "128.0.0.0/1 via " in routes_up
         before = _tx_packets("cli", tun)
         _udp_burst("cli", "203.0.113.9", 50)
@@ -296,17 +166,17 @@ def test_vpn_through_a_two_hop_route(namespaces: None, tmp_path: Path) -> None:
         assert _fetch("cli", "http://198.51.100.1:8000/", timeout=2)[0] != 0
 
         # ---- kill -9: leftovers, undone by the next start (which a wrong passcode ends)
-        client = _app("cli", conf(0, "vpn-client", 43), *client_args, "--passcode", PASSCODE)
+        client = app_proc("cli", conf(0, "vpn-client", 43), *client_args, "--passcode", PASSCODE)
         procs.append(client)
         client.wait_for("all traffic via")
         assert _fetch("cli", "http://198.51.100.1:8000/") == (0, "only in srv")
         client.stop(signal.SIGKILL)
         assert state.exists()
-        assert "10.77.100.1 via 10.77.1.1" in _in("cli", "ip", "-4", "route", "show")
+        assert "10.77.100.1 via 10.77.1.1" in in_ns("cli", "ip", "-4", "route", "show")
         assert _resolv() == "nameserver 10.77.2.53\n"
         assert _tuns("cli") == []  # the kernel took the TUN with the process
 
-        wrong = _app("cli", conf(0, "vpn-client", 43), *client_args, "--passcode", "wrong")
+        wrong = app_proc("cli", conf(0, "vpn-client", 43), *client_args, "--passcode", "wrong")
         procs.append(wrong)
         wrong.wait_for("vpn handshake status", timeout=60)
         assert wrong.p.wait(30) == 1, "".join(wrong.err)
@@ -320,8 +190,8 @@ def test_vpn_through_a_two_hop_route(namespaces: None, tmp_path: Path) -> None:
         server.wait_for("refusing: status 4")
 
         # ---- kill switch: the server goes away, traffic stays in the TUN until stop
-        client = _app("cli", conf(0, "vpn-client", 43), *client_args, "--passcode", PASSCODE,
-                      "--killswitch")  # fmt: skip
+        client = app_proc("cli", conf(0, "vpn-client", 43), *client_args, "--passcode", PASSCODE,
+                          "--killswitch")  # fmt: skip
         procs.append(client)
         client.wait_for("all traffic via")
         (tun,) = _tuns("cli")
@@ -329,12 +199,12 @@ def test_vpn_through_a_two_hop_route(namespaces: None, tmp_path: Path) -> None:
         # ---- the server's stop takes its NAT back
         assert server.stop() == 0, "".join(server.err)
         client.wait_for("route to the server ended")
-        assert f"dev {tun}" in _in("cli", "ip", "route", "get", "203.0.113.9")
+        assert f"dev {tun}" in in_ns("cli", "ip", "route", "get", "203.0.113.9")
         assert client.stop() == 0, "".join(client.err)
         assert _routes("cli") == routes_before and _resolv() == resolv_before
-        nat = _in("srv", "iptables", "-t", "nat", "-S", "POSTROUTING")
+        nat = in_ns("srv", "iptables", "-t", "nat", "-S", "POSTROUTING")
         assert "MASQUERADE" not in nat
-        assert _in("srv", "sysctl", "-n", "net.ipv4.ip_forward").strip() == forward_before
+        assert in_ns("srv", "sysctl", "-n", "net.ipv4.ip_forward").strip() == forward_before
         assert not (tmp_path / "srv.json").exists()
     finally:
         for p in reversed(procs):

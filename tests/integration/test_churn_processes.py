@@ -43,7 +43,16 @@ def _free_base() -> int:
     for base in range(21000, 60000, 97):
         socks = []
         try:
-            for port in (base, base + 1, base + 2, base + 3, base + 10, base + 11, base + 12):
+            for port in (
+                base,
+                base + 1,
+                base + 2,
+                base + 3,
+                base + 4,
+                base + 10,
+                base + 11,
+                base + 12,
+            ):
                 s = socket.socket()
                 s.bind(("127.0.0.1", port))
                 socks.append(s)

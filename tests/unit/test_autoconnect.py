@@ -168,3 +168,25 @@ def test_success_clears_failure_history() -> None:
     assert c.connected == {P0}
     c.update_transports([], 61.0)  # and went away again: lost, not failed
     assert c.next_dials(61.0) == [Dial(P0, "stcpr")]
+
+
+def test_count_and_interval_come_from_the_transport_block() -> None:
+    from skywire.visor.config import TransportConfig
+    from skywire.visor.public import autoconnect_config
+
+    assert autoconnect_config(TransportConfig()) == AutoconnectConfig()  # upstream's 3, 10 s
+    block = TransportConfig.model_validate(
+        {"autoconnect_count": 2, "autoconnect_interval": "1m30s"}
+    )
+    assert autoconnect_config(block) == AutoconnectConfig(max_conns=2, interval=90.0)
+    assert "autoconnect_count" not in TransportConfig().model_dump()  # upstream's shape
+    for bad in (
+        {"autoconnect_count": 0},
+        {"autoconnect_count": True},
+        {"autoconnect_count": "2"},
+        {"autoconnect_interval": "0s"},
+        {"autoconnect_interval": "soon"},
+        {"autoconnect_interval": 5},
+    ):
+        with pytest.raises(ValueError):
+            autoconnect_config(TransportConfig.model_validate(bad))

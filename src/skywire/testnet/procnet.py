@@ -1,11 +1,13 @@
 """A whole network on loopback where every part is its own process: dmsg discovery, relay
-servers, transport discovery, address resolver, route finder, setup node and visors, each
-started with its ``skywire`` command. A part can be killed (``SIGKILL``, as a crash) and started
-again from the same configuration and key; that is what the churn tests and the soak use.
+servers, transport discovery, address resolver, route finder, service discovery, setup node
+and visors, each started with its ``skywire`` command. A part can be killed (``SIGKILL``, as a
+crash) and started again from the same configuration and key; that is what the churn tests and
+the soak use.
 
-Ports are fixed from ``base_port`` (discovery at ``base_port``, services just above it, relay
-servers from ``base_port + 10``, visor control APIs from ``base_port + 40``) so that a restarted
-part comes back where its peers expect it. Every part logs to ``<data_dir>/<name>.log``.
+Ports are fixed from ``base_port`` (discovery at ``base_port``, services at ``base_port + 1`` to
+``+ 4``: tpd, rf, ar, sd; relay servers from ``base_port + 10``, visor control APIs from
+``base_port + 40``) so that a restarted part comes back where its peers expect it. Every part
+logs to ``<data_dir>/<name>.log``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ class ProcessNetwork:
 
     ``links`` are persistent transports ``(i, j, type)`` between visors ``i`` and ``j`` (kept
     up by both, so they come back when either restarts). Parts are named ``disc``, ``tpd``,
-    ``ar``, ``rf``, ``sn``, ``relay-<k>`` and ``visor-<i>``.
+    ``ar``, ``rf``, ``sd``, ``sn``, ``relay-<k>`` and ``visor-<i>``. Every visor's
+    ``launcher.service_discovery`` is ``sd`` (it is listed there with ``is_public``, and
+    ``transport.public_autoconnect`` finds public visors there: both off unless ``configure``
+    turns them on).
     """
 
     def __init__(
@@ -74,6 +79,10 @@ class ProcessNetwork:
     @property
     def ar_url(self) -> str:
         return f"http://127.0.0.1:{self.base + 3}"
+
+    @property
+    def sd_url(self) -> str:
+        return f"http://127.0.0.1:{self.base + 4}"
 
     def relay_port(self, k: int) -> int:
         return self.base + 10 + 2 * k  # the health endpoint listens one above
@@ -125,6 +134,10 @@ class ProcessNetwork:
             "--test-mode", "--log-level", lvl,
         )  # fmt: skip
         self._part(
+            "sd", self.base + 4, "svc", "sd", "--addr", f"127.0.0.1:{self.base + 4}",
+            "--db", str(d / "service-discovery.db"), "--log-level", lvl,
+        )  # fmt: skip
+        self._part(
             "rf", self.base + 2, "svc", "rf", "--tpd", self.tpd_url,
             "--addr", f"127.0.0.1:{self.base + 2}", "--refresh", str(self.rf_refresh),
             "--log-level", lvl,
@@ -160,6 +173,7 @@ class ProcessNetwork:
                 cli_addr=self.rpc_addr(i),
             )
             cfg.dmsg.sessions_count = self.sessions
+            cfg.launcher.service_discovery = self.sd_url
             cfg.launcher.apps = []  # no default apps (eight skychat pages would share :8001)
             cfg.dmsgpty.cli_address = str(d / f"visor-{i}" / "dmsgpty.sock")
             cfg.skywire_tcp.listening_address = ""
@@ -182,6 +196,7 @@ class ProcessNetwork:
         await asyncio.gather(
             self.parts["tpd"].start(),
             self.parts["ar"].start(),
+            self.parts["sd"].start(),
             *(self.parts[f"relay-{k}"].start() for k in range(self.n_relays)),
         )
         await self.parts["rf"].start()
@@ -223,6 +238,7 @@ class ProcessNetwork:
             "tpd": self.tpd_url,
             "ar": self.ar_url,
             "rf": self.rf_url,
+            "sd": self.sd_url,
             "setup_node": self.setup_pk.hex(),
             "visors": [
                 {"pk": self.visor_pk(i).hex(), "rpc": self.rpc_addr(i)}

@@ -9,6 +9,11 @@ there and dials it over ``stcpr``.
 
 Discovery being down costs nothing but the listing: a failed registration is logged once per
 outage and retried after ``retry`` seconds.
+
+``transport.autoconnect_count`` (an integer) and ``transport.autoconnect_interval`` (a Go
+duration, e.g. ``"3s"``) are ours: how many public visors autoconnect keeps and how often it
+looks (absent: upstream's 3 and 10 s, :func:`autoconnect_config`). They are kept among the
+block's extra keys, so a config without them is upstream's shape.
 """
 
 from __future__ import annotations
@@ -26,15 +31,36 @@ from skywire.services.sd.errors import SDError
 from skywire.transport.manager import TransportManager
 from skywire.transport.resolved import StcprNetwork
 from skywire.visor.appdisc import DELETE_TIMEOUT, REFRESH, RETRY, ServiceRegistry
-from skywire.visor.autoconnect import AutoconnectConfig
+from skywire.visor.autoconnect import INTERVAL, MAX_CONNS, AutoconnectConfig
 from skywire.visor.autoconnect_aio import PublicAutoconnect
-from skywire.visor.config import VisorConfig
+from skywire.visor.config import TransportConfig, VisorConfig, parse_duration
 from skywire.wire.lifecycle import Lifecycle
 from skywire.wire.tasks import TaskTree
 
-__all__ = ["PublicVisor", "start_public", "visor_entry"]
+__all__ = ["PublicVisor", "autoconnect_config", "start_public", "visor_entry"]
 
 log = logging.getLogger(__name__)
+
+
+def autoconnect_config(block: TransportConfig) -> AutoconnectConfig:
+    """The autoconnect count and interval of a ``transport`` block: its extra keys
+    ``autoconnect_count`` and ``autoconnect_interval`` when present, else upstream's
+    (``ValueError`` for a malformed or out-of-range one)."""
+    extra = block.model_extra or {}
+    count = extra.get("autoconnect_count", MAX_CONNS)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"transport.autoconnect_count must be an integer above 0, not {count!r}")
+    text = extra.get("autoconnect_interval")
+    interval = INTERVAL
+    if text is not None:
+        if not isinstance(text, str):
+            raise ValueError(
+                f"transport.autoconnect_interval must be a duration string, not {text!r}"
+            )
+        interval = parse_duration(text)
+        if interval <= 0:
+            raise ValueError(f"transport.autoconnect_interval must be above zero, not {text!r}")
+    return AutoconnectConfig(max_conns=count, interval=interval)
 
 
 def visor_entry(
@@ -125,7 +151,8 @@ async def start_public(
 ) -> tuple[PublicVisor | None, PublicAutoconnect | None]:
     """What a visor's ``is_public`` and ``transport.public_autoconnect`` start, entered into
     ``stack`` (closed with it): the listing of this visor with its stcpr port, and autoconnect.
-    Neither runs without a ``launcher.service_discovery`` URL."""
+    Neither runs without a ``launcher.service_discovery`` URL. Autoconnect's count and interval
+    are ``autoconnect`` when given, else the config's (:func:`autoconnect_config`)."""
     url = cfg.launcher.service_discovery
     if not url or not (cfg.is_public or cfg.transport.public_autoconnect):
         return None, None
@@ -146,6 +173,7 @@ async def start_public(
             log.warning("is_public: no stcpr transports here: not listed as a public visor")
     connector = None
     if cfg.transport.public_autoconnect:
-        connector = PublicAutoconnect(sd, tm, cfg.pk, autoconnect)
+        settings = autoconnect or autoconnect_config(cfg.transport)
+        connector = PublicAutoconnect(sd, tm, cfg.pk, settings)
         connector = await stack.enter_async_context(connector)
     return public, connector

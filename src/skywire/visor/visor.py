@@ -117,7 +117,7 @@ class Visor:
         self.pty_host: PtyHost | None = None
         self.reload_requested = False  # set with halted: start again from config_path
         self.uptime: UptimeReporter | None = None  # heartbeats to uptime_tracker.addr
-        self.autoconnect_config = autoconnect  # None: upstream's count and interval
+        self.autoconnect_config = autoconnect  # None: the config's (absent: upstream's)
         self.public_visor: PublicVisor | None = None  # is_public: listed in service discovery
         self.autoconnect: PublicAutoconnect | None = None  # transport.public_autoconnect
         # What start() brought up, closed in reverse by close().

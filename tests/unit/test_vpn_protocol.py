@@ -200,3 +200,58 @@ def test_output_parsers() -> None:
         "ADDR_RF": "10.9.9.1",
     }
     assert [str(a) for a in direct_ips_from_env(env)] == ["10.9.9.9", "10.9.9.1"]
+
+
+def _packet(n: int) -> bytes:
+    body = bytes([n % 256]) * (20 + n)
+    return bytes([0x45, 0]) + (20 + len(body)).to_bytes(2, "big") + bytes(16) + body
+
+
+def test_route_framer_cuts_the_hello_and_each_packet() -> None:
+    from skywire.apps.vpn.protocol import RouteFramer
+
+    hello = b'{"status":0,"tun_ip":"172.16.0.12","tun_gateway":"172.16.0.11"}'
+    packets = [_packet(n) for n in range(30)]
+    stream = hello + b"".join(packets)
+    for size in (1, 7, 64, len(stream)):  # however TCP cuts it
+        framer = RouteFramer()
+        got: list[bytes] = []
+        for i in range(0, len(stream), size):
+            got += framer.receive_data(stream[i : i + size])
+        assert got == [hello, *packets], size
+
+
+async def test_pipe_writes_each_message_on_its_own() -> None:
+    """What the app server does for a VPN app: the app's coalesced bytes reach the route as
+    one write per hello or IP packet (a Go vpn peer writes each route packet to its TUN)."""
+    import asyncio
+
+    from skywire.apps.skysocks.tunnel import pipe
+    from skywire.apps.vpn.protocol import RouteFramer
+
+    class Recording:
+        def __init__(self, chunks: list[bytes]) -> None:
+            self.chunks = chunks
+            self.writes: list[bytes] = []
+            self.closed = asyncio.Event()
+
+        async def read(self, n: int = -1) -> bytes:
+            if self.chunks:
+                return self.chunks.pop(0)
+            await self.closed.wait()
+            return b""
+
+        async def write(self, data: bytes) -> None:
+            self.writes.append(bytes(data))
+
+        async def close(self) -> None:
+            self.closed.set()
+
+    hello = b'{"unavailable_private_ips":null,"passcode":""}'
+    packets = [_packet(n) for n in range(20)]
+    data = hello + b"".join(packets)
+    app = Recording([data[:100], data[100:]])  # two TCP reads, cut mid-packet
+    route = Recording([])
+    app.chunks.append(b"")  # the app ends after its bytes
+    await pipe(app, route, frame=RouteFramer().receive_data)  # type: ignore[arg-type]
+    assert route.writes == [hello, *packets]

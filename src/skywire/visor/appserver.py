@@ -54,6 +54,7 @@ from skywire.apps.appnet.proto import (
     new_conn_id,
 )
 from skywire.apps.skysocks.tunnel import STREAM_ERRORS, pipe
+from skywire.apps.vpn.protocol import RouteFramer
 from skywire.cipher import PubKey
 from skywire.dmsg.client import Client
 from skywire.dmsg.errors import DmsgError
@@ -72,6 +73,9 @@ from skywire.wire.tasks import TaskTree, TaskTreeClosedError
 __all__ = ["DEFAULT_ADDRESS", "AppReport", "AppServer"]
 
 log = logging.getLogger(__name__)
+
+VPN_APPS = frozenset({"vpn-client", "vpn-server"})
+"""Apps whose route connections carry one message (hello, IP packet) per route packet."""
 
 DEFAULT_ADDRESS = ("127.0.0.1", 5505)
 HELLO_TIMEOUT = 10.0
@@ -511,8 +515,11 @@ class AppServer(Lifecycle):
         proc.pending.discard(conn_id)
         proc.track()
         proc.conns += 1
+        frame = None
+        if proc.app_name in VPN_APPS and isinstance(entry.stream, RouteGroup):
+            frame = RouteFramer().receive_data  # a Go peer takes one route packet per message
         try:
-            await pipe(stream, entry.stream)
+            await pipe(stream, entry.stream, frame=frame)
         finally:
             proc.conns -= 1
             proc.untrack()

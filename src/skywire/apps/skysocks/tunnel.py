@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import errno
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from skywire.proxy.errors import ReplyCode
@@ -72,18 +73,28 @@ class Transfer:
     b_to_a: int = 0
 
 
-async def pipe(a: ByteStream, b: ByteStream, first: bytes = b"") -> Transfer:
+async def pipe(
+    a: ByteStream,
+    b: ByteStream,
+    first: bytes = b"",
+    frame: Callable[[bytes], list[bytes]] | None = None,
+) -> Transfer:
     """Write ``first`` to ``b``, then copy both ways; when either direction ends (end of
-    stream or an error), stop the other and close both. Never raises a stream error."""
+    stream or an error), stop the other and close both. Never raises a stream error.
+
+    ``frame`` (optional) cuts what ``a`` sends into messages, each written to ``b`` with its
+    own write (a route group sends one route packet per write: a peer that takes one packet
+    as one message needs that); a ``ValueError`` from it ends the copy."""
     done = Transfer()
 
     async def a_to_b() -> None:
-        with contextlib.suppress(*STREAM_ERRORS):
+        with contextlib.suppress(*STREAM_ERRORS, ValueError):
             if first:
                 await b.write(first)
                 done.a_to_b += len(first)
             while data := await a.read(CHUNK):
-                await b.write(data)
+                for message in frame(data) if frame is not None else (data,):
+                    await b.write(message)
                 done.a_to_b += len(data)
 
     async def b_to_a() -> None:

@@ -273,3 +273,26 @@ class PacketReader:
             self._buf.clear()
             raise PacketError(f"packet of {size} bytes > {self.max_packet}")
         return size
+
+
+class RouteFramer:
+    """What one VPN end writes, cut into the messages a Go peer reads one route packet at a
+    time: its hello, then each IP packet (``receive_data(data) -> list[bytes]``). The visor's
+    app server writes each message to the route group on its own, since the app's bytes reach
+    it over a TCP connection that keeps no boundaries. :class:`HelloError` /
+    :class:`PacketError` on bytes that are neither."""
+
+    def __init__(self) -> None:
+        self._hello: HelloReader | None = HelloReader()
+        self._packets = PacketReader()
+
+    def receive_data(self, data: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        if self._hello is not None:
+            hello = self._hello.receive_data(data)
+            if hello is None:
+                return out
+            out.append(hello)
+            data, self._hello = self._hello.rest, None
+        out.extend(self._packets.receive_data(data))
+        return out

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import sys
@@ -262,3 +263,59 @@ async def settle(routers: tuple[Router, Router], groups: list[int]) -> None:
     async with asyncio.timeout(T):
         while [len(r.route_groups) for r in routers] != groups:  # noqa: ASYNC110
             await asyncio.sleep(0.05)  # the close crosses the network
+
+
+async def test_apps_end_when_their_visor_is_killed(tmp_path: Path) -> None:
+    """SIGKILL of the visor process: its app processes (their own sessions, so the signal does
+    not reach them) see the control connection end and exit, freeing their ports."""
+    from skywire.visor.rpc import RPCClient, RPCClientError
+
+    async with LocalDmsgNetwork(servers=1) as dnet, LocalSkywire(dnet, visors=0) as sky:
+        cfg = sky.config()
+        cfg.local_path = str(tmp_path / "visor")
+        cfg.cli_addr = f"127.0.0.1:{free_port()}"
+        page = free_port()
+        cfg.launcher.apps = [skywire_app("skychat", 1, "--addr", f"127.0.0.1:{page}")]
+        cfg.launcher.apps[0].auto_start = True
+        path = tmp_path / "visor.json"
+        cfg.save(path)
+        visor = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "skywire.cli", "visor", "-c", str(path), "--log-level", "warning",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            rpc = RPCClient(cfg.cli_addr, timeout=5)
+            pid = None
+            async with asyncio.timeout(T):
+                while pid is None:
+                    with contextlib.suppress(RPCClientError):
+                        rows = await rpc.call("GET", "/apps")
+                        if rows and rows[0]["state"] == "running":
+                            pid = rows[0]["pid"]
+                    if pid is None:
+                        await asyncio.sleep(0.1)  # another process: the visor is starting
+            async with asyncio.timeout(T):  # the app up: its page answers
+                while True:
+                    try:
+                        _, w = await asyncio.open_connection("127.0.0.1", page)
+                        w.close()
+                        break
+                    except OSError:
+                        await asyncio.sleep(0.1)  # another process: the app is starting
+            visor.kill()
+            await visor.wait()
+            async with asyncio.timeout(T):
+                while _state(pid) != "Z":  # noqa: ASYNC110 - gone, or a zombie of init's
+                    await asyncio.sleep(0.05)  # another process: the app exiting
+        finally:
+            if visor.returncode is None:
+                visor.kill()
+                await visor.wait()
+
+
+def _state(pid: int) -> str:
+    """The process's state letter ("Z" once it is gone too)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"

@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from skywire.apps.appnet.client import AppClient
 
 from skywire.cli.common import LogFormatOption, LogLevelOption
 
@@ -31,6 +34,20 @@ def _need_proc_config() -> None:
             err=True,
         )
         raise typer.Exit(2)
+
+
+async def until_stopped(stop: asyncio.Event, app: AppClient) -> None:
+    """Until SIGTERM/SIGINT, or until the visor goes away (the control connection ends): an
+    app does not outlive its visor (it would hold its ports, with no way to be stopped)."""
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(app.wait_closed())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+    if not stop.is_set():
+        typer.echo(f"{app.config.app_name}: exiting: {await app.wait_closed()}", err=True)
 
 
 def _listen_address(addr: str) -> tuple[str, int]:
@@ -66,7 +83,7 @@ def skysocks(
             credentials = Passcode(passcode) if passcode else None
             async with SkysocksServer(app, port=port, credentials=credentials):
                 await app.set_status(f"serving SOCKS5 on routing port {port}")
-                await stop.wait()
+                await until_stopped(stop, app)
 
     asyncio.run(run_until_interrupted(main))
 
@@ -97,7 +114,7 @@ def skysocks_client(
         async with AppClient.from_env() as app, SkysocksClient(app, server, listen=listen) as c:
             where = f"{c.address[0]}:{c.address[1]}" if c.address else f"{listen[0]}:{listen[1]}"
             await app.set_status(f"SOCKS5 on {where} through {server}")
-            await stop.wait()
+            await until_stopped(stop, app)
 
     asyncio.run(run_until_interrupted(main))
 
@@ -125,7 +142,7 @@ def skychat(
             port = app.config.routing_port or CHAT_PORT
             async with Skychat(app, port=port, web=web, local_pk=app.config.visor_pk) as chat:
                 await app.set_status(f"chat page on {chat.url}, messages on routing port {port}")
-                await stop.wait()
+                await until_stopped(stop, app)
 
     asyncio.run(run_until_interrupted(main))
 
@@ -160,7 +177,7 @@ def vpn_server(
                 app, passcode=passcode, port=port, state_file=state, network_interface=netifc
             ) as server:
                 await app.set_status(f"serving VPN on routing port {port}, NAT via {server.device}")
-                await stop.wait()
+                await until_stopped(stop, app)
 
     asyncio.run(run_until_interrupted(main))
 
@@ -232,12 +249,13 @@ def vpn_client(
             ) as client:
                 await app.set_status(f"connecting to {server}")
                 ended = asyncio.ensure_future(client.ended.wait())
-                stopped = asyncio.ensure_future(stop.wait())
+                stopped = asyncio.ensure_future(until_stopped(stop, app))
                 try:
                     await asyncio.wait({ended, stopped}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     ended.cancel()
                     stopped.cancel()
+                    await asyncio.gather(ended, stopped, return_exceptions=True)
                 if client.error is not None:
                     failed.append(str(client.error))
                     await app.set_error(str(client.error))

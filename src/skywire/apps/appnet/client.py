@@ -154,6 +154,7 @@ class AppClient(Lifecycle):
         self._waiting: dict[int, asyncio.Future[OkReply]] = {}
         self._listeners: dict[tuple[Net, int], AppListener] = {}
         self._closed_why: str | None = None
+        self._gone = asyncio.Event()  # set once the control connection is over
         self._tasks = TaskTree(f"app-{config.app_name}", log)
 
     @classmethod
@@ -204,8 +205,15 @@ class AppClient(Lifecycle):
             raise
         return stream
 
+    async def wait_closed(self) -> str:
+        """Until the control connection is over (the visor went away, or :meth:`close`);
+        why it ended."""
+        await self._gone.wait()
+        return self._closed_why or "closed"
+
     def _fail(self, why: str) -> None:
         """The control connection is over: fail every request, end every listener."""
+        self._gone.set()
         if self._closed_why is None:
             self._closed_why = why
         for fut in self._waiting.values():

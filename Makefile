@@ -28,14 +28,18 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy --strict src
 
-# The sudph NAT test builds NATs with iptables inside network namespaces; as root, install it.
+# The sudph NAT and VPN tests build network namespaces with ip, sysctl and iptables; as root,
+# install what is missing.
 netns-tools:
-	@if [ "$$(id -u)" = 0 ] && ! command -v iptables >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing iptables (for the sudph NAT test)"; \
-	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables >/dev/null 2>&1 || \
-	   (apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables >/dev/null 2>&1)) || \
-	  echo "could not install iptables: the NAT test will be skipped"; \
-	fi
+	@for pair in iptables:iptables ip:iproute2 sysctl:procps; do \
+	  tool=$${pair%%:*}; pkg=$${pair#*:}; \
+	  if [ "$$(id -u)" = 0 ] && ! command -v $$tool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing $$pkg (for the NAT and VPN namespace tests)"; \
+	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkg >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkg >/dev/null 2>&1)) || \
+	    echo "could not install $$pkg: the namespace tests will be skipped"; \
+	  fi; \
+	done
 
 # The browser tests drive Debian's headless Chromium, the proxy tests curl, the dmsgpty test
 # tmux; as root, install what is missing (once).

@@ -38,7 +38,7 @@ def missing() -> str | None:
         return "network namespaces and TUN devices need root"
     for tool in ("ip", "iptables", "sysctl"):
         if shutil.which(tool) is None:
-            return f"{tool} is not installed (make netns-tools installs iptables where it can)"
+            return f"{tool} is not installed (make test installs it as root)"
     if not os.path.exists("/dev/net/tun"):
         return "/dev/net/tun is missing"
     probe = f"{TAG}-probe"

@@ -5,7 +5,6 @@ down and up again in a hurry ends registered."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -154,7 +153,6 @@ async def test_an_outage_is_retried() -> None:
         AppAnnouncer(client, sk.pubkey(), lookup, version="v1", retry=0.05) as ann,
     ):
         ann.listening("skysocks", "skynet", 3, True)  # nobody listens on the port yet
-        await asyncio.sleep(0)
         assert ann.registered() == []
         async with MemoryStore() as store, SDServer(store, "127.0.0.1", port) as sd:
             await ann.wait_until(lambda: len(ann.registered()) == 1, 10)

@@ -18,7 +18,9 @@ from ._proxynet import ProxyNet, dmsg_name, proxy_network, socks5_connect
 
 pytestmark = [
     pytest.mark.timeout(120),
-    pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed"),
+    pytest.mark.skipif(
+        shutil.which("curl") is None, reason="curl is not installed (make test installs it as root)"
+    ),
 ]
 
 

@@ -33,7 +33,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+@pytest.mark.skipif(
+    shutil.which("curl") is None, reason="curl is not installed (make test installs it as root)"
+)
 async def test_skysocks_apps_carry_socks5_over_a_two_hop_route(tmp_path: Path) -> None:
     keys = {f"visor-{i}": SecKey.generate() for i in range(3)}
     keys["setup-node"] = SecKey.generate()

@@ -91,6 +91,31 @@ def app_row(rpc: str, name: str) -> dict[str, Any]:
     return row
 
 
+def point_app(rpc: str, name: str, args: list[str]) -> dict[str, Any]:
+    """Give app ``name`` these arguments (kept in the visor config) and restart it."""
+    call_visor(rpc, "POST", app_path(name, "args"), {"args": args})
+    call_visor(rpc, "POST", app_path(name, "stop"))
+    status: dict[str, Any] = call_visor(rpc, "POST", app_path(name, "start"))
+    return status
+
+
+def stop_app(rpc: str, name: str) -> None:
+    status = call_visor(rpc, "POST", app_path(name, "stop"))
+    out.print(f"{name}: {status.get('state')}")
+
+
+def print_app_status(rpc: str, name: str, as_json: bool) -> None:
+    """App ``name``'s state and last error, or its whole row as JSON."""
+    row = app_row(rpc, name)
+    if as_json:
+        typer.echo(json.dumps(row, indent=2))
+        return
+    out.print(
+        f"{name}: {row.get('state')}"
+        + (f", last error: {row['last_error']}" if row.get("last_error") else "")
+    )
+
+
 @proxy_app.command("start")
 def proxy_start(
     pk: Annotated[str, typer.Option("--pk", help="The skysocks server's visor key (hex).")],
@@ -106,9 +131,7 @@ def proxy_start(
     except CipherError as exc:
         raise typer.BadParameter(f"invalid key: {exc}", param_hint="--pk") from exc
     args = ["app", CLIENT_APP, "--srv", server.hex(), "--addr", addr]
-    call_visor(rpc, "POST", app_path(CLIENT_APP, "args"), {"args": args})
-    call_visor(rpc, "POST", app_path(CLIENT_APP, "stop"))
-    status = call_visor(rpc, "POST", app_path(CLIENT_APP, "start"))
+    status = point_app(rpc, CLIENT_APP, args)
     if as_json:
         typer.echo(json.dumps(status, indent=2))
         return
@@ -118,21 +141,13 @@ def proxy_start(
 @proxy_app.command("stop")
 def proxy_stop(rpc: RpcOption = "localhost:3435") -> None:
     """Stop the visor's skysocks-client app."""
-    status = call_visor(rpc, "POST", app_path(CLIENT_APP, "stop"))
-    out.print(f"{CLIENT_APP}: {status.get('state')}")
+    stop_app(rpc, CLIENT_APP)
 
 
 @proxy_app.command("status")
 def proxy_status(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -> None:
     """The skysocks-client app's state, uptime and last error."""
-    row = app_row(rpc, CLIENT_APP)
-    if as_json:
-        typer.echo(json.dumps(row, indent=2))
-        return
-    out.print(
-        f"{CLIENT_APP}: {row.get('state')}"
-        + (f", last error: {row['last_error']}" if row.get("last_error") else "")
-    )
+    print_app_status(rpc, CLIENT_APP, as_json)
 
 
 def register(cli_app: typer.Typer) -> None:

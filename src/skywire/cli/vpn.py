@@ -11,8 +11,15 @@ from typing import Annotated
 
 import typer
 
-from skywire.cli.app_cmds import JsonOption, RpcOption, app_path, call_visor
-from skywire.cli.proxy import app_row, out, print_services, sd_url
+from skywire.cli.app_cmds import JsonOption, RpcOption
+from skywire.cli.proxy import (
+    out,
+    point_app,
+    print_app_status,
+    print_services,
+    sd_url,
+    stop_app,
+)
 
 CLIENT_APP = "vpn-client"
 
@@ -60,9 +67,7 @@ def vpn_start(
         args.append("--killswitch")
     if dns:
         args += ["--dns", dns]
-    call_visor(rpc, "POST", app_path(CLIENT_APP, "args"), {"args": args})
-    call_visor(rpc, "POST", app_path(CLIENT_APP, "stop"))
-    status = call_visor(rpc, "POST", app_path(CLIENT_APP, "start"))
+    status = point_app(rpc, CLIENT_APP, args)
     if as_json:
         typer.echo(json.dumps(status, indent=2))
         return
@@ -72,21 +77,13 @@ def vpn_start(
 @vpn_app.command("stop")
 def vpn_stop(rpc: RpcOption = "localhost:3435") -> None:
     """Stop the vpn-client app (it restores the routes and DNS it changed)."""
-    status = call_visor(rpc, "POST", app_path(CLIENT_APP, "stop"))
-    out.print(f"{CLIENT_APP}: {status.get('state')}")
+    stop_app(rpc, CLIENT_APP)
 
 
 @vpn_app.command("status")
 def vpn_status(rpc: RpcOption = "localhost:3435", as_json: JsonOption = False) -> None:
     """The vpn-client app's state, uptime and last error."""
-    row = app_row(rpc, CLIENT_APP)
-    if as_json:
-        typer.echo(json.dumps(row, indent=2))
-        return
-    out.print(
-        f"{CLIENT_APP}: {row.get('state')}"
-        + (f", last error: {row['last_error']}" if row.get("last_error") else "")
-    )
+    print_app_status(rpc, CLIENT_APP, as_json)
 
 
 def register(cli_app: typer.Typer) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from skywire.wire.noise import (
     TransportDecoder,
     frame,
 )
+from skywire.wire.noise_aio import WRITE_PIECE, NoiseStream
 from skywire.wire.pq import CLASSICAL, PQPolicy
 from tests.conftest import load_vectors
 
@@ -180,6 +182,46 @@ def test_large_write_split_and_empty_write() -> None:
     while (b := reader.next_frame()) is not None:
         bodies.append(b)
     assert len(bodies) == -(-len(data) // MAX_PLAINTEXT)
+    assert b"".join(resp.decrypt(b) for b in bodies) == data
+
+
+class _HeldStream:
+    """An inner stream that takes each write only when the test lets it (flow control)."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.arrived = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def write(self, data: bytes) -> None:
+        self.writes.append(data)
+        self.arrived.set()
+        await self.go.wait()
+        self.go.clear()
+
+
+async def test_a_large_stream_write_is_sealed_a_piece_at_a_time() -> None:
+    init, resp = _fresh(Pattern.KK)
+    inner = _HeldStream()
+    stream = NoiseStream(inner, init)  # type: ignore[arg-type]
+    data = bytes(range(256)) * 4096  # 1 MiB
+    writer = asyncio.create_task(stream.write(data))
+    pieces = -(-len(data) // WRITE_PIECE)
+    async with asyncio.timeout(10):
+        for piece in range(1, pieces + 1):
+            await inner.arrived.wait()
+            inner.arrived.clear()
+            # held by the stream below: one sealed piece, the next not yet sealed
+            assert len(inner.writes) == piece
+            assert not writer.done()
+            inner.go.set()
+        await writer
+    assert len(inner.writes) == pieces
+    reader = FrameReader()
+    reader.feed(b"".join(inner.writes))
+    bodies = []
+    while (b := reader.next_frame()) is not None:
+        bodies.append(b)
     assert b"".join(resp.decrypt(b) for b in bodies) == data
 
 

@@ -112,6 +112,68 @@ async def test_many_writers_keep_the_backlog_bounded_and_all_data_arrives(
         assert sorted(got) == sorted(payloads)
 
 
+async def test_a_writer_arriving_while_others_wait_takes_its_turn_after_them(
+    tcp_pair: Pair,
+) -> None:
+    """A newcomer that finds the backlog drained but writers still waiting queues behind
+    them: the streams whose credit comes back first cannot take every turn."""
+    cr, cw, sr, sw = tcp_pair
+    async with (
+        YamuxSession(cr, cw, client=True) as client,
+        YamuxSession(sr, sw, client=False) as server,
+    ):
+        backend = client._backend
+        sw.transport.pause_reading()
+        fillers = [await client.open_stream() for _ in range(128)]  # more than sockets hold
+        waiting = [await client.open_stream() for _ in range(4)]
+        newcomer = await client.open_stream()
+        full = asyncio.Event()
+        write = backend.write
+
+        def watched(data: bytes) -> None:
+            write(data)
+            if backend.buffer_size() >= TCP_HIGH_WATER:
+                full.set()
+
+        backend.write = watched  # type: ignore[method-assign]
+        fill = [asyncio.create_task(f.write(bytes(INITIAL_STREAM_WINDOW))) for f in fillers]
+        async with asyncio.timeout(10):  # the loop runs fillers until the buffer is full
+            await full.wait()
+        order: list[int] = []
+        late: list[asyncio.Task[None]] = []
+        send_now = client._send_now
+
+        def recorded(stream_id: int, data: memoryview) -> int:
+            order.append(stream_id)
+            if len(order) == 1:  # the first waiter's turn: a newcomer arrives right now
+                late.append(asyncio.create_task(newcomer.write(b"n" * 100)))
+            return send_now(stream_id, data)
+
+        entered: list[int] = []
+        all_entered = asyncio.Event()
+        send = client.send
+
+        async def entering(stream_id: int, data: memoryview) -> int:
+            entered.append(stream_id)
+            if len(entered) == len(waiting):
+                all_entered.set()
+            return await send(stream_id, data)
+
+        client._send_now = recorded  # type: ignore[method-assign]
+        client.send = entering  # type: ignore[method-assign]
+        writers = [asyncio.create_task(s.write(b"w" * 100)) for s in waiting]
+        async with asyncio.timeout(10):  # every waiter reaches the queue
+            await all_entered.wait()
+        sw.transport.resume_reading()
+        accepted = [await server.accept() for _ in range(len(fillers) + len(waiting) + 1)]
+        async with asyncio.timeout(30):
+            got = await asyncio.gather(*(s.read() for s in accepted[len(fillers) :]))
+            await asyncio.gather(*fill, *writers, *late)
+        mine = {s.stream_id for s in [*waiting, newcomer]}
+        assert [sid for sid in order if sid in mine] == [s.stream_id for s in [*waiting, newcomer]]
+        assert got == [b"w" * 100] * len(waiting) + [b"n" * 100]
+
+
 async def test_accept_queue_hands_out_queued_items_without_waiting() -> None:
     q: AcceptQueue[int] = AcceptQueue(4, ConnectionError)
     for i in range(3):

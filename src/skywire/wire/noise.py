@@ -455,7 +455,7 @@ class Noise:
     def decrypt(self, body: bytes, *, strict: bool = True) -> bytes:
         return self._ciphers()[1].open(body, strict=strict)
 
-    def encode_frames(self, data: bytes) -> bytes:
+    def encode_frames(self, data: bytes | memoryview) -> bytes:
         """Split ``data`` into ≤4070-byte pieces, each sealed and length-prefixed."""
         send = self._ciphers()[0]
         if not data:

@@ -95,8 +95,11 @@ class YamuxSession:
         self._flush_handle: asyncio.Handle | None = None
         # Writers take turns (FIFO) once the bytes queued for the connection (unflushed frames
         # plus the backend's buffer) pass the backend's high-water mark: a burst of writers
-        # cannot pile up an unbounded backlog ahead of pings and window updates.
+        # cannot pile up an unbounded backlog ahead of pings and window updates. While any
+        # writer waits its turn, a newcomer queues behind it even if the backlog has just
+        # drained (else the streams whose credit comes back first would take every turn).
         self._send_lock = asyncio.Lock()
+        self._send_queued = 0
         self._unflushed = 0
         self._high_water = backend.high_water()
         self._started = False
@@ -250,14 +253,18 @@ class YamuxSession:
         """Queue one data frame of ``data`` (as much as the window allows; see
         :meth:`YamuxConnection.send_data`) once the connection's backlog has room; frames
         queued in one loop iteration leave in one write. Returns the bytes taken."""
-        if self._send_lock.locked() or self._backlog() > self._high_water:
-            async with self._send_lock:  # FIFO: every stream gets its turn
-                while self._backlog() > self._high_water:
-                    if self._terminated:
-                        raise self.closed_error()
-                    self._flush()
-                    await self.drain()
-                return self._send_now(stream_id, data)
+        if self._send_queued or self._backlog() > self._high_water:
+            self._send_queued += 1
+            try:
+                async with self._send_lock:  # FIFO: every stream gets its turn
+                    while self._backlog() > self._high_water:
+                        if self._terminated:
+                            raise self.closed_error()
+                        self._flush()
+                        await self.drain()
+                    return self._send_now(stream_id, data)
+            finally:
+                self._send_queued -= 1
         return self._send_now(stream_id, data)
 
     def _send_now(self, stream_id: int, data: memoryview) -> int:

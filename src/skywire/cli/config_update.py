@@ -94,9 +94,9 @@ def config_update(
     after = _flatten(cfg.model_dump(mode="json"))
     changed = [k for k in sorted(after) if before.get(k) != after[k] and k != "sk"]
     if not changed:
-        out.print(f"{config}: nothing to change")
+        out.print(f"{config}: nothing to change", highlight=False, soft_wrap=True)
     for key in changed:
-        out.print(f"{key}: {before.get(key)!r} -> {after[key]!r}", highlight=False)
+        out.print(f"{key}: {before.get(key)!r} -> {after[key]!r}", highlight=False, soft_wrap=True)
 
 
 def _edit(keys: list[Any], add: list[str] | None, remove: list[str] | None) -> list[Any]:

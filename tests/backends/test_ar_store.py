@@ -6,6 +6,7 @@ Expiry is tested with an injected clock on memory and through Redis's own key ex
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -195,6 +196,25 @@ async def test_redis_layout_is_upstreams() -> None:
         await raw.set(store.key("sudph", pk), b"not json")
         with pytest.raises(Exception, match="corrupt"):
             await store.resolve("sudph", pk)
+
+
+async def test_redis_store_queues_commands_beyond_its_connections() -> None:
+    """More concurrent commands than connections wait for one (never "Too many
+    connections"), and the store opens no more connections than it was given."""
+    async with _redis_store() as (_store, raw, ns):
+        before = len(await raw.client_list())
+        store = await RedisStore.open(REDIS_URL, namespace=ns, max_connections=2)
+        try:
+            pks = [_pk() for _ in range(5)]
+            await asyncio.gather(
+                *(store.bind("stcpr", pk, VisorData("203.0.113.7", str(i))) for i, pk in
+                  enumerate(pks) for _ in range(20))
+            )  # fmt: skip
+            got = await asyncio.gather(*(store.resolve("stcpr", pks[i % 5]) for i in range(200)))
+            assert [d.port for d in got] == [str(i % 5) for i in range(200)]
+            assert len(await raw.client_list()) - before <= 2
+        finally:
+            await store.close()
 
 
 async def test_open_store_by_name() -> None:

@@ -19,6 +19,7 @@ from skywire.services.ar.store import (
     VisorDataError,
     check_type,
 )
+from skywire.services.redispool import DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_TIMEOUT, connect
 
 __all__ = ["SERVICE_NAME", "RedisStore"]
 
@@ -42,14 +43,15 @@ class RedisStore(ARStore):
         *,
         namespace: str = "",
         password: str | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout: float = DEFAULT_POOL_TIMEOUT,
     ) -> RedisStore:
-        """Connect and ping; raises the client's connection error when Redis is not there."""
-        client = aioredis.Redis.from_url(url, password=password)
-        try:
-            await client.ping()
-        except BaseException:
-            await client.aclose()
-            raise
+        """Connect and ping; raises the client's connection error when Redis is not there.
+        At most ``max_connections`` commands are in flight; more wait for a connection
+        (:mod:`skywire.services.redispool`)."""
+        client = await connect(
+            url, password=password, max_connections=max_connections, pool_timeout=pool_timeout
+        )
         return cls(client, namespace=namespace)
 
     def key(self, tp_type: str, pk: PubKey) -> str:

@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from skywire.cipher import CipherError, PubKey
 from skywire.dmsg.disc_entry import DiscError, Entry, KeyNotFoundError, UnexpectedError, parse_entry
 from skywire.services.dmsgdisc.store import DiscStore, entry_ttl
+from skywire.services.redispool import DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_TIMEOUT, connect
 
 __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
@@ -32,10 +33,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_CONNECTIONS = 64
-"""Connections one store opens to Redis at most."""
-DEFAULT_POOL_TIMEOUT = 10.0
-"""Seconds a command waits for a free connection before failing."""
 LIST_CHUNK = 2000
 """Keys checked per round trip when a listing or a purge walks an index set."""
 PURGE_SCRIPT = """
@@ -91,15 +88,9 @@ class RedisStore(DiscStore):
         seconds for a connection (redis-py's default pool refuses them at once instead, which
         turned a few hundred concurrent lookups into 500 "Too many connections" answers).
         """
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, password=password, max_connections=max_connections, timeout=pool_timeout
+        client = await connect(
+            url, password=password, max_connections=max_connections, pool_timeout=pool_timeout
         )
-        client = aioredis.Redis.from_pool(pool)
-        try:
-            await client.ping()
-        except BaseException:
-            await client.aclose()
-            raise
         return cls(client, namespace=namespace)
 
     def key(self, pk: PubKey | str) -> str:

@@ -154,6 +154,41 @@ def test_tampered_frame_rejected() -> None:
         resp.decrypt(bytes(body))
 
 
+def test_stream_frames_opened_in_any_slicing_match_one_per_frame_opening() -> None:
+    """Frames split anywhere across feeds (one byte at a time, mid-prefix, mid-body) open to
+    the same plaintext as one frame at a time; empty frames add nothing."""
+    data = bytes(range(256)) * 70 + b"tail"  # five frames, the last one short
+    for step in (1, 2, 3, 4093, 4096, 9000, 1 << 20):
+        init, resp = _fresh(Pattern.KK)
+        wire = init.encode_frames(data) + frame(init.encrypt(b"")) + init.encode_frames(b"end")
+        dec = TransportDecoder(resp)
+        got = bytearray()
+        for off in range(0, len(wire), step):
+            for chunk in dec.feed(wire[off : off + step]):
+                assert chunk
+                got += chunk
+        assert bytes(got) == data + b"end"
+        assert dec.buffered == 0
+
+
+@pytest.mark.parametrize(
+    ("mangle", "error"),
+    [
+        (lambda f1, f2: f2 + f1, DecryptError),  # an older nonce after a newer one
+        (lambda f1, f2: f1 + f1, DecryptError),  # a replayed frame
+        (lambda f1, f2: f1[:-1] + bytes([f1[-1] ^ 1]), DecryptError),  # a flipped tag bit
+        (lambda f1, f2: b"\x0f\xff" + bytes(4095), FrameError),  # announced over 4094
+        (lambda f1, f2: b"\x00\x17" + f1[2:25], DecryptError),  # shorter than nonce + tag
+    ],
+    ids=["older", "replayed", "tampered", "too-long", "too-short"],
+)
+def test_stream_frames_refused_with_typed_errors(mangle: Any, error: type[Exception]) -> None:
+    init, resp = _fresh(Pattern.KK)
+    f1, f2 = init.encode_frames(b"first"), init.encode_frames(b"second")
+    with pytest.raises(error):
+        TransportDecoder(resp).feed(mangle(f1, f2))
+
+
 def test_wrong_static_key_fails_kk() -> None:
     a, b, c = KeyPair.generate(), KeyPair.generate(), KeyPair.generate()
     init = Noise(Pattern.KK, Role.INITIATOR, a.sk, b.pk)

@@ -19,8 +19,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import struct
-from collections import deque
 from enum import Enum
 
 from cryptography.exceptions import InvalidTag
@@ -28,6 +26,23 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from skywire.cipher import CipherError, PubKey, SecKey, noise_dh
 from skywire.wire.errors import NoiseError
+from skywire.wire.noise_frames import (
+    AUTH_SIZE,
+    MAX_BODY_LEN,
+    MAX_FRAME_SIZE,
+    MAX_PLAINTEXT,
+    NONCE_LEN,
+    PREFIX_LEN,
+    TAG_LEN,
+    DecryptError,
+    FrameError,
+    FrameOpener,
+    FrameReader,
+    NonceWindow,
+    TransportCipher,
+    aead_nonce,
+    frame,
+)
 from skywire.wire.pq import (
     CT_LEN,
     EK_LEN,
@@ -40,21 +55,34 @@ from skywire.wire.pq import (
     stats,
 )
 
+__all__ = [
+    "AUTH_SIZE",
+    "DH_LEN",
+    "HASH_LEN",
+    "MAX_BODY_LEN",
+    "MAX_FRAME_SIZE",
+    "MAX_PLAINTEXT",
+    "NONCE_LEN",
+    "PREFIX_LEN",
+    "TAG_LEN",
+    "DecryptError",
+    "FrameError",
+    "FrameReader",
+    "HandshakeError",
+    "Noise",
+    "NonceWindow",
+    "PQRequiredError",
+    "Pattern",
+    "Role",
+    "TransportCipher",
+    "TransportDecoder",
+    "frame",
+]
+
 log = logging.getLogger("skywire.noise")
 
 HASH_LEN = 32
 DH_LEN = 33
-TAG_LEN = 16
-NONCE_LEN = 8
-PREFIX_LEN = 2
-MAX_FRAME_SIZE = 4096
-MAX_BODY_LEN = MAX_FRAME_SIZE - PREFIX_LEN  # 4094
-AUTH_SIZE = NONCE_LEN + TAG_LEN  # 24
-MAX_PLAINTEXT = MAX_FRAME_SIZE - PREFIX_LEN - AUTH_SIZE  # 4070
-
-_U16 = struct.Struct(">H")
-_U64 = struct.Struct(">Q")
-_ZERO4 = bytes(4)
 
 
 class Pattern(Enum):
@@ -84,18 +112,6 @@ class PQRequiredError(HandshakeError):
         super().__init__(REQUIRE_PQ_ERROR)
 
 
-class DecryptError(NoiseError):
-    """A transport message failed authentication, or its nonce was not accepted."""
-
-
-class FrameError(NoiseError):
-    """A frame is malformed (too long, too short)."""
-
-
-def _aead_nonce(n: int) -> bytes:
-    return _ZERO4 + n.to_bytes(8, "little")
-
-
 def _hkdf(chaining_key: bytes, ikm: bytes) -> tuple[bytes, bytes]:
     temp = hmac.digest(chaining_key, ikm, "sha256")
     out1 = hmac.digest(temp, b"\x01", "sha256")
@@ -123,7 +139,7 @@ class _CipherState:
     def encrypt_with_ad(self, ad: bytes, plaintext: bytes) -> bytes:
         if self._aead is None:
             return plaintext
-        out = self._aead.encrypt(_aead_nonce(self.n), plaintext, ad)
+        out = self._aead.encrypt(aead_nonce(self.n), plaintext, ad)
         self.n += 1
         return out
 
@@ -131,7 +147,7 @@ class _CipherState:
         if self._aead is None:
             return ciphertext
         try:
-            out = self._aead.decrypt(_aead_nonce(self.n), ciphertext, ad)
+            out = self._aead.decrypt(aead_nonce(self.n), ciphertext, ad)
         except InvalidTag as exc:
             raise HandshakeError("noise: handshake message failed authentication") from exc
         self.n += 1
@@ -176,75 +192,6 @@ _MESSAGES: dict[Pattern, tuple[tuple[str, ...], ...]] = {
     Pattern.XK: (("e", "es"), ("e", "ee"), ("s", "se")),
     Pattern.KK: (("e", "es", "ss"), ("e", "ee", "se")),
 }
-
-
-class NonceWindow:
-    """Upstream's replay window for a session's signed objects (spec pq-hybrid §8): nonce 0
-    is refused; one above the highest seen is taken and moves the window; one at most
-    ``size - 1`` below it is taken once; a repeat or an older one is refused. The nonce is
-    recorded before the AEAD check, as upstream does."""
-
-    __slots__ = ("_seen", "highest", "size")
-
-    def __init__(self, size: int = 1024) -> None:
-        self.size = size
-        self.highest = 0
-        self._seen = bytearray(size)
-
-    def check(self, n: int) -> None:
-        if n == 0:
-            raise DecryptError("noise: received decryption nonce (0) is invalid")
-        if n > self.highest:
-            for m in range(self.highest + 1, min(n, self.highest + self.size + 1)):
-                self._seen[m % self.size] = 0  # slots that scroll out of the window
-            self.highest = n
-            self._seen[n % self.size] = 1
-            return
-        if self.highest - n >= self.size:
-            raise DecryptError(f"noise: received decryption nonce ({n}) is too old")
-        if self._seen[n % self.size]:
-            raise DecryptError(f"noise: received decryption nonce ({n}) is repeated")
-        self._seen[n % self.size] = 1
-
-
-class TransportCipher:
-    """One direction of a transport: ChaCha20-Poly1305 with explicit 8-byte nonces."""
-
-    __slots__ = ("_aead", "key", "nonce", "window")
-
-    def __init__(self, key: bytes) -> None:
-        self.key = key
-        self._aead = ChaCha20Poly1305(key)
-        self.nonce = 0
-        self.window = NonceWindow()
-
-    def seal(self, plaintext: bytes | memoryview) -> bytes:
-        """``u64 BE nonce ‖ ciphertext ‖ tag``, with the next nonce."""
-        self.nonce += 1
-        n = self.nonce
-        return _U64.pack(n) + self._aead.encrypt(_aead_nonce(n), plaintext, None)
-
-    def open(self, body: bytes, *, strict: bool = True) -> bytes:
-        """Decrypt ``u64 BE nonce ‖ ciphertext ‖ tag``.
-
-        With ``strict`` (streams), the nonce must be greater than the last accepted one; without
-        it (a session's signed objects, which travel on several yamux streams) the replay
-        window decides (:class:`NonceWindow`): out of order within 1024 is fine, twice is not.
-        """
-        if len(body) < NONCE_LEN:
-            raise DecryptError("noise: transport message shorter than its nonce")
-        (n,) = _U64.unpack_from(body)
-        if strict and n <= self.nonce:
-            raise DecryptError(f"noise: nonce {n} not above the last accepted nonce {self.nonce}")
-        if not strict:
-            self.window.check(n)
-        try:
-            pt = self._aead.decrypt(_aead_nonce(n), body[NONCE_LEN:], None)
-        except InvalidTag as exc:
-            raise DecryptError("noise: transport message failed authentication") from exc
-        if strict:
-            self.nonce = n
-        return pt
 
 
 class Noise:
@@ -457,93 +404,31 @@ class Noise:
 
     def encode_frames(self, data: bytes | memoryview) -> bytes:
         """Split ``data`` into ≤4070-byte pieces, each sealed and length-prefixed."""
-        send = self._ciphers()[0]
-        if not data:
-            return b""
-        view = memoryview(data)
-        out = []
-        for off in range(0, len(data), MAX_PLAINTEXT):
-            body = send.seal(view[off : off + MAX_PLAINTEXT])
-            out.append(_U16.pack(len(body)))
-            out.append(body)
-        return b"".join(out)
+        return self._ciphers()[0].seal_frames(data)
 
     def encode_object(self, data: bytes) -> bytes:
         """One sealed, length-prefixed frame of up to 64 KiB (a session's signed objects)."""
         body = self._ciphers()[0].seal(data)
         if len(body) > 0xFFFF:
             raise FrameError("noise: object too large for one frame")
-        return _U16.pack(len(body)) + body
+        return frame(body)
 
 
-def frame(body: bytes) -> bytes:
-    """``u16 BE length ‖ body``, as each handshake message travels."""
-    if len(body) > 0xFFFF:
-        raise FrameError("noise: frame body too large")
-    return _U16.pack(len(body)) + body
+class TransportDecoder:
+    """Transport frames in, plaintext out (strict nonces; empty frames skipped): each
+    :meth:`feed` returns the plaintext of every whole frame it completed, as one chunk (an
+    empty list when none)."""
 
+    __slots__ = ("_opener",)
 
-class FrameReader:
-    """Incremental splitter of ``u16 BE length ‖ body`` frames.
-
-    ``max_body`` bounds what a peer may announce; anything longer is fatal, as it is for the
-    reference reader.
-    """
-
-    __slots__ = ("_buf", "_frames", "max_body")
-
-    def __init__(self, max_body: int = MAX_BODY_LEN) -> None:
-        self._buf = bytearray()
-        self._frames: deque[bytes] = deque()
-        self.max_body = max_body
-
-    def feed(self, data: bytes) -> None:
-        buf = self._buf
-        buf += data
-        off = 0
-        end = len(buf)
-        while end - off >= PREFIX_LEN:
-            (n,) = _U16.unpack_from(buf, off)
-            if n > self.max_body:
-                raise FrameError(f"noise: frame length {n} exceeds {self.max_body}")
-            if end - off - PREFIX_LEN < n:
-                break
-            start = off + PREFIX_LEN
-            self._frames.append(bytes(buf[start : start + n]))
-            off = start + n
-        if off:
-            del buf[:off]
-
-    def next_frame(self) -> bytes | None:
-        return self._frames.popleft() if self._frames else None
+    def __init__(self, noise: Noise) -> None:
+        self._opener = FrameOpener(noise._ciphers()[1])
 
     @property
     def buffered(self) -> int:
         """Bytes held that do not yet form a whole frame."""
-        return len(self._buf)
+        return self._opener.buffered
 
-    def take_buffer(self) -> bytes:
-        """Hand back (and forget) every byte not yet returned as a frame, whole frames first."""
-        out = b"".join(frame(f) for f in self._frames) + bytes(self._buf)
-        self._frames.clear()
-        self._buf.clear()
-        return out
-
-
-class TransportDecoder:
-    """Transport frames in, plaintext out (strict nonces; empty frames skipped)."""
-
-    __slots__ = ("_noise", "_reader")
-
-    def __init__(self, noise: Noise) -> None:
-        self._noise = noise
-        self._reader = FrameReader()
-
-    def feed(self, data: bytes) -> list[bytes]:
-        self._reader.feed(data)
-        out = []
-        while (body := self._reader.next_frame()) is not None:
-            pt = self._noise.decrypt(body)
-            if pt:
-                out.append(pt)
-        return out
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytearray]:
+        out = self._opener.feed(data)
+        return [out] if out else []

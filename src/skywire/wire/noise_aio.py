@@ -115,9 +115,13 @@ class NoiseStream:
     async def read(self, max_bytes: int = 65536) -> bytes:
         if not self._buf:
             await self._fill()
-        n = min(max_bytes, len(self._buf))
-        out = bytes(self._buf[:n])
-        del self._buf[:n]
+        buf = self._buf
+        if len(buf) <= max_bytes:
+            self._buf = bytearray()
+            return bytes(buf)
+        with memoryview(buf) as view:
+            out = bytes(view[:max_bytes])
+        del buf[:max_bytes]
         return out
 
     async def readexactly(self, n: int) -> bytes:
@@ -140,7 +144,10 @@ class NoiseStream:
             return
         try:
             for pt in self._decoder.feed(data):
-                self._buf += pt
+                if self._buf:
+                    self._buf += pt
+                else:
+                    self._buf = pt  # opened in a buffer of its own: taken as it is
         except NoiseError as exc:
             self._error = exc
             raise

@@ -163,7 +163,9 @@ async def test_empty_request_and_health() -> None:
         assert await rf.client.find_routes([]) == {}
         health = await rf.client.health()
     assert health["service_name"] == "route-finder"
-    assert health["graph"] == {"visors": 5, "transports": 5}
+    graph = health["graph"]
+    assert (graph["visors"], graph["transports"], graph["builds"]) == (5, 5, 1)
+    assert 0 <= graph["last_rebuild_seconds"] < 3600 <= graph["rebuild_every_seconds"]
     assert health["started_at"].endswith("Z")
 
 
@@ -201,6 +203,14 @@ async def test_background_refresh_builds_at_start_and_stops_with_the_server() ->
         assert routes[PathEdges(A, E)][0] == FAST
     assert source.calls == 1
     assert not [t for t in asyncio.all_tasks() if "RouteFinder.run" in repr(t.get_coro())]
+
+
+def test_rebuilds_that_take_longer_than_the_interval_are_spaced_by_their_duration() -> None:
+    finder = RouteFinder(StaticTransportSource(TRANSPORTS), refresh_interval=3.0)
+    finder.last_refresh_seconds = 0.2  # a small graph: the interval rules
+    assert finder.refresh_wait() == 3.0
+    finder.last_refresh_seconds = 8.0  # 500,000 transports: at most half the time rebuilding
+    assert finder.refresh_wait() == 8.0
 
 
 async def test_client_rejects_a_malformed_200_answer() -> None:

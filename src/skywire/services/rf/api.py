@@ -90,6 +90,8 @@ class RouteFinder:
         self._lock = asyncio.Lock()
         self.builds = 0
         self.last_build_seconds = 0.0
+        self.last_refresh_seconds = 0.0
+        """The last rebuild's whole time: reading every transport, then the build."""
 
     @property
     def graph(self) -> Graph | None:
@@ -102,10 +104,12 @@ class RouteFinder:
             return await self._build()
 
     async def _build(self) -> Graph:
+        began = time.perf_counter()
         transports = await self.source.all_transports()
         started = time.perf_counter()
         graph = await asyncio.to_thread(Graph.build, transports, self.weights)
         self.last_build_seconds = time.perf_counter() - started
+        self.last_refresh_seconds = time.perf_counter() - began
         self._graph = graph
         self.builds += 1
         log.debug(
@@ -147,10 +151,18 @@ class RouteFinder:
             )
         return out
 
+    def refresh_wait(self) -> float:
+        """Seconds from the end of one rebuild to the start of the next: ``refresh_interval``,
+        or as long as the last rebuild took when that is longer, so that rebuilding a large
+        graph takes at most half of the process's time and queries keep the rest."""
+        assert self.refresh_interval is not None
+        return max(self.refresh_interval, self.last_refresh_seconds)
+
     async def run(self) -> None:
-        """Rebuild every ``refresh_interval`` seconds until cancelled (errors are logged)."""
+        """Rebuild every :meth:`refresh_wait` seconds until cancelled (errors are logged)."""
         if self.refresh_interval is None:
             return
+        stretched = False
         while True:
             try:
                 await self.refresh()
@@ -158,7 +170,16 @@ class RouteFinder:
                 log.warning("rebuilding the transport graph failed: %s", describe(exc))
             except Exception:
                 log.exception("rebuilding the transport graph failed")
-            await asyncio.sleep(self.refresh_interval)
+            wait = self.refresh_wait()
+            if (wait > self.refresh_interval) != stretched:
+                stretched = not stretched
+                log.info(
+                    "a rebuild took %.1f s: rebuilding every %.1f s (refresh interval %g s)",
+                    self.last_refresh_seconds,
+                    wait + self.last_refresh_seconds,
+                    self.refresh_interval,
+                )
+            await asyncio.sleep(wait)
 
 
 def _error_json(code: int, message: str) -> bytes:
@@ -333,7 +354,17 @@ class _RouteFinderAPI:
         }
         graph = self.finder.graph
         if graph is not None:
-            body["graph"] = {"visors": graph.node_count, "transports": graph.transport_count}
+            finder = self.finder
+            body["graph"] = {
+                "visors": graph.node_count,
+                "transports": graph.transport_count,
+                "builds": finder.builds,
+                "last_rebuild_seconds": round(finder.last_refresh_seconds, 3),
+            }
+            if finder.refresh_interval is not None:
+                body["graph"]["rebuild_every_seconds"] = round(
+                    finder.refresh_wait() + finder.last_refresh_seconds, 3
+                )
         return _json_response(200, json.dumps(body, separators=(",", ":")).encode())
 
 

@@ -39,6 +39,7 @@ from typing import Protocol
 
 from skywire.cipher import PubKey
 from skywire.routing.route import Hop, RouteQueryError
+from skywire.services.rf.gcpause import collector_paused
 
 __all__ = [
     "DEFAULT_MAX_EXPANSIONS",
@@ -218,7 +219,11 @@ class Graph:
 
     @classmethod
     def build(cls, transports: Iterable[TransportInfo], weights: Weights | None = None) -> Graph:
-        weights = weights if weights is not None else Weights()
+        with collector_paused():
+            return cls._build(transports, weights if weights is not None else Weights())
+
+    @classmethod
+    def _build(cls, transports: Iterable[TransportInfo], weights: Weights) -> Graph:
         pks: list[bytes] = []
         index: dict[bytes, int] = {}
         tp_ids: list[int] = []

@@ -270,6 +270,6 @@ async def test_profile_of_a_relayed_transfer_names_the_noise_and_yamux_code() ->
             for name in {frame.rsplit(":", 1)[0] for frame in frames}:
                 samples[name] = samples.get(name, 0) + n
         # the hot code of a relayed stream: Noise sealing and opening, under yamux sessions
-        assert "TransportCipher.seal (skywire/wire/noise.py" in samples, folded
-        assert "TransportCipher.open (skywire/wire/noise.py" in samples, folded
+        assert "TransportCipher.seal_frames (skywire/wire/noise_frames.py" in samples, folded
+        assert "FrameOpener._open (skywire/wire/noise_frames.py" in samples, folded
         assert any(name.endswith("(skywire/wire/yamux_aio.py") for name in samples), folded

@@ -24,17 +24,24 @@ STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
     """A port free now, below the kernel's ephemeral range (32768 and up), so that an outgoing
-    connection made before the part binds it cannot take it meanwhile."""
+    connection made before the part binds it cannot take it meanwhile, and not handed out by
+    this process before (two parts given the same free port: only the first could bind it)."""
     for _ in range(200):
         port = random.randrange(20000, 32000)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _HANDED_OUT.add(port)
+        return port
     raise OSError("no free port found in 20000-32000")
 
 

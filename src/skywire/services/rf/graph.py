@@ -203,8 +203,9 @@ class Graph:
         tp_ids: list[int],
         tp_latency: list[float | None],
         adj_weighted: _Adj,
-        adj_hops: _Adj,
+        hop_choice: dict[tuple[int, int], int],
         weights: Weights,
+        w_min: float | None = None,
     ) -> None:
         # Plain bytes/ints/floats only (no PubKey/UUID objects): the collector does not track
         # them, so a full collection does not have to walk a 50,000-transport graph.
@@ -213,8 +214,14 @@ class Graph:
         self._tp_ids = tp_ids
         self._tp_latency = tp_latency
         self._adj_w = adj_weighted
-        self._adj_h = adj_hops
-        self._w_min = min((c for row in adj_weighted for _, c, _ in row), default=0.0)
+        # The hop-count order's adjacency is the weighted one with every cost 1 and, for the
+        # pairs listed in ``hop_choice``, the first listed transport instead of the cheapest;
+        # it is made on the first hop-count query (most graphs never see one).
+        self._hop_choice = hop_choice
+        self._adj_h: _Adj | None = None
+        if w_min is None:  # the cheapest edge's cost (the builder knows it already)
+            w_min = min((c for row in adj_weighted for _, c, _ in row), default=0.0)
+        self._w_min = w_min
         self.weights = weights
 
     @classmethod
@@ -231,27 +238,30 @@ class Graph:
         # unordered pair -> [weighted cost, weighted transport, hop-order transport]
         pairs: dict[tuple[int, int], list[float | int]] = {}
         seen: set[int] = set()
+        edge_cost = weights.edge_cost
         for tp in transports:
             tid = tp.id.int
             if tid in seen:
                 continue
             seen.add(tid)
-            ends: list[int] = []
-            for pk in tp.edges:
-                raw = pk.raw
-                i = index.get(raw)
-                if i is None:
-                    i = index[raw] = len(pks)
-                    pks.append(raw)
-                ends.append(i)
-            a, b = ends
+            edge_a, edge_b = tp.edges
+            raw = edge_a.raw
+            a = index.get(raw)
+            if a is None:
+                a = index[raw] = len(pks)
+                pks.append(raw)
+            raw = edge_b.raw
+            b = index.get(raw)
+            if b is None:
+                b = index[raw] = len(pks)
+                pks.append(raw)
             if a == b:  # a self-transport is listed in TPD but is no hop
                 continue
             ti = len(tp_ids)
             tp_ids.append(tid)
             lat = tp.latency_ms
             tp_latency.append(None if lat is None else float(lat))
-            cost = weights.edge_cost(tp)
+            cost = edge_cost(tp)
             key = (a, b) if a < b else (b, a)
             cur = pairs.get(key)
             if cur is None:
@@ -259,16 +269,26 @@ class Graph:
             elif cost < cur[0]:
                 cur[0], cur[1] = cost, ti
         rows_w: list[list[tuple[int, float, int]]] = [[] for _ in pks]
-        rows_h: list[list[tuple[int, float, int]]] = [[] for _ in pks]
+        hop_choice: dict[tuple[int, int], int] = {}
         for (a, b), (cost, wti, hti) in pairs.items():
-            c, wt, ht = float(cost), int(wti), int(hti)
+            c, wt = float(cost), int(wti)
             rows_w[a].append((b, c, wt))
             rows_w[b].append((a, c, wt))
-            rows_h[a].append((b, 1.0, ht))
-            rows_h[b].append((a, 1.0, ht))
+            if hti != wti:
+                hop_choice[(a, b)] = int(hti)
         adj_w = tuple(tuple(row) for row in rows_w)
-        adj_h = tuple(tuple(row) for row in rows_h)
-        return cls(pks, index, tp_ids, tp_latency, adj_w, adj_h, weights)
+        w_min = min((float(v[0]) for v in pairs.values()), default=0.0)
+        return cls(pks, index, tp_ids, tp_latency, adj_w, hop_choice, weights, w_min)
+
+    def _hop_adjacency(self) -> _Adj:
+        adj = self._adj_h
+        if adj is None:
+            choice = self._hop_choice
+            adj = self._adj_h = tuple(
+                tuple((n, 1.0, choice.get((a, n) if a < n else (n, a), ti)) for n, _, ti in row)
+                for a, row in enumerate(self._adj_w)
+            )
+        return adj
 
     @property
     def node_count(self) -> int:
@@ -312,7 +332,7 @@ class Graph:
             raise NoRouteError()
         if count <= 0 or max_hops < 1 or max_hops < min_hops:
             raise RouteNotFoundError()
-        adj = self._adj_w if weighted else self._adj_h
+        adj = self._adj_w if weighted else self._hop_adjacency()
         w_min = self._w_min if weighted else 1.0
         found = _k_best_paths(adj, s, d, max(min_hops, 1), max_hops, count, max_expansions, w_min)
         if not found:

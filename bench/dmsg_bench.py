@@ -67,7 +67,7 @@ def _run(main: Any, loop: str = "asyncio") -> None:
         asyncio.run(main)
 
 
-def _network_process(
+def network_process(
     conn: mp.connection.Connection, servers: int, loop: str = "asyncio", profile: str = ""
 ) -> None:
     """Discovery + relay servers in a child process; reports addresses, then waits."""
@@ -97,7 +97,7 @@ def _network_process(
         prof.dump_stats(profile)
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -218,7 +218,7 @@ async def _relay_suite(
             out["dial_p90"] = statistics.quantiles(dials, n=10)[8] * 1e3
 
             got = 0
-            cpu0 = _cpu_seconds(server_pid) if server_pid else 0.0
+            cpu0 = cpu_seconds(server_pid) if server_pid else 0.0
             start = time.perf_counter()
             url = f"dmsg://{host.pk}:80/blob"
             async with fetch_stream(fetcher.dial, url, timeout=300) as resp:
@@ -228,18 +228,18 @@ async def _relay_suite(
             assert got == size, f"short body: {got}"
             out["get"] = got / elapsed / 1e6
             if server_pid:
-                cpu = _cpu_seconds(server_pid) - cpu0
+                cpu = cpu_seconds(server_pid) - cpu0
                 out["server_cpu_busy"] = 100 * cpu / elapsed
                 out["server_capacity"] = got / max(cpu, 1e-9) / 1e6
             out["single"], _, _ = await _streams(fetcher, host.pk, 1, args.single_mb * MiB)
             for n in args.streams:
-                cpu0 = _cpu_seconds(server_pid) if server_pid else 0.0
+                cpu0 = cpu_seconds(server_pid) if server_pid else 0.0
                 t0 = time.perf_counter()
                 out[f"agg_{n}"], out[f"slow_{n}"], out[f"jain_{n}"] = await _streams(
                     fetcher, host.pk, n, args.stream_mb * MiB
                 )
                 if server_pid:
-                    busy = (_cpu_seconds(server_pid) - cpu0) / (time.perf_counter() - t0)
+                    busy = (cpu_seconds(server_pid) - cpu0) / (time.perf_counter() - t0)
                     out[f"busy_{n}"] = 100 * busy
         blobs.cancel()
         await asyncio.gather(blobs, return_exceptions=True)
@@ -276,7 +276,7 @@ def _print_suite(tag: str, r: dict[str, float], args: argparse.Namespace) -> Non
 async def _with_network(args: argparse.Namespace, loop: str, profile: str) -> dict[str, float]:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_network_process, args=(child, 1, loop, profile))
+    proc = ctx.Process(target=network_process, args=(child, 1, loop, profile))
     proc.start()
     try:
         info = json.loads(await asyncio.get_running_loop().run_in_executor(None, parent.recv))
@@ -289,7 +289,7 @@ async def _with_network(args: argparse.Namespace, loop: str, profile: str) -> di
         proc.join(60)
 
 
-def _start_go(binary: str, cfg: ServerConfig, path: str) -> subprocess.Popen[bytes]:
+def start_go(binary: str, cfg: ServerConfig, path: str) -> subprocess.Popen[bytes]:
     with open(path, "w") as f:
         f.write(cfg.to_json())
     out = subprocess.DEVNULL
@@ -300,7 +300,7 @@ async def _with_go_server(binary: str, args: argparse.Namespace) -> dict[str, fl
     """The same transfers through the upstream relay (our discovery, in a child process)."""
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_network_process, args=(child, 0))
+    proc = ctx.Process(target=network_process, args=(child, 0))
     proc.start()
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -315,7 +315,7 @@ async def _with_go_server(binary: str, args: argparse.Namespace) -> dict[str, fl
                 health_endpoint_address="127.0.0.1:0",
                 log_level="error",
             )
-            go = _start_go(binary, cfg, os.path.join(tmp, "config.json"))
+            go = start_go(binary, cfg, os.path.join(tmp, "config.json"))
             try:
                 await asyncio.sleep(2.0)  # until it registered in discovery
                 return await _relay_suite(info["disc"], args, go.pid)
@@ -432,7 +432,7 @@ def _load_process(conn: mp.connection.Connection, server: str, address: str, n: 
 async def _idle_sessions(n: int) -> None:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_network_process, args=(child, 1))
+    proc = ctx.Process(target=network_process, args=(child, 1))
     proc.start()
     info = json.loads(parent.recv())
     server_pk, address = info["servers"][0]

@@ -80,3 +80,91 @@ async def test_malformed_rows_are_skipped_and_a_missing_table_is_an_error() -> N
         missing = PostgresTransportSource(pool, schema=f"{schema}_none")
         with pytest.raises(RouteFinderError):
             await missing.all_transports()
+
+
+async def test_later_reads_follow_the_change_log_and_an_unchanged_table_skips_the_rebuild() -> None:
+    async with pg_schema() as (pool, schema):
+        await PostgresStore.create_schema(pool, schema)
+        store = PostgresStore(pool, schema=schema)
+        a, b, c, d = (KeyPair.generate() for _ in range(4))
+        ab, bc, cd = signed(a, b), signed(b, c), signed(c, d)
+        await store.register([ab, bc, cd])
+        source = PostgresTransportSource(pool, schema=schema)
+        finder = RouteFinder(source, refresh_interval=None)
+        await finder.refresh()
+        assert (source.full_reads, finder.builds) == (1, 1)
+
+        await finder.refresh()  # nothing changed: no read of the table, no rebuild
+        assert (source.full_reads, source.change_reads) == (1, 1)
+        assert (finder.builds, finder.skipped_builds) == (1, 1)
+
+        ad = signed(a, d, "sudph")
+        await store.register([ad])  # a new transport,
+        await store.set_latency(bc.entry.id, 7.5, b.pk)  # a measured latency,
+        await store.deregister(cd.entry.id)  # a deregistered one,
+        await pool.execute(  # and a change made by another writer of the table
+            f'UPDATE "{schema}".tpd_transports SET type = $1 WHERE t_id = $2', "stcp", ab.entry.id
+        )
+        got = {tp.id: tp for tp in await source.all_transports()}
+        assert (source.full_reads, source.change_reads) == (1, 2)
+        assert got == {
+            ab.entry.id: TransportInfo(ab.entry.id, ab.entry.edges, "stcp", None),
+            bc.entry.id: TransportInfo(bc.entry.id, bc.entry.edges, "stcpr", 7.5),
+            ad.entry.id: TransportInfo(ad.entry.id, ad.entry.edges, "sudph", None),
+        }
+        await finder.refresh()
+        assert finder.builds == 2
+        routes = await finder.find_routes([PathEdges(a.pk, d.pk)], min_hops=1, max_hops=1)
+        assert [h.tp_id for h in routes[PathEdges(a.pk, d.pk)][0].hops] == [ad.entry.id]
+
+
+async def test_without_the_log_or_past_what_it_keeps_every_read_is_whole() -> None:
+    from datetime import timedelta
+
+    from skywire.services.tpd.store.pgchanges import RETENTION_SECONDS
+
+    async with pg_schema() as (pool, schema):
+        await PostgresStore.create_schema(pool, schema)
+        store = PostgresStore(pool, schema=schema)
+        a, b, c = (KeyPair.generate() for _ in range(3))
+        first = signed(a, b)
+        await store.register([first])
+        source = PostgresTransportSource(pool, schema=schema)
+        await source.all_transports()
+        # a reader that fell behind what the log keeps: everything again
+        assert source._mark is not None
+        source._mark -= timedelta(seconds=RETENTION_SECONDS)
+        await source.all_transports()
+        assert (source.full_reads, source.change_reads) == (2, 0)
+        # a table without the log (an older transport discovery made it): every read whole
+        await pool.execute(f'DROP TABLE "{schema}".tpd_changes CASCADE')
+        await pool.execute(f'DROP TRIGGER tpd_transports_changes ON "{schema}".tpd_transports')
+        second = signed(b, c)
+        await store.register([second])
+        assert {tp.id for tp in await source.all_transports()} == {first.entry.id, second.entry.id}
+        assert {tp.id for tp in await source.all_transports()} == {first.entry.id, second.entry.id}
+        assert (source.full_reads, source.change_reads) == (4, 0)
+
+
+async def test_the_change_log_prunes_what_is_older_than_it_keeps() -> None:
+    from skywire.services.tpd.store.pgchanges import PRUNE_EVERY
+
+    async with pg_schema() as (pool, schema):
+        await PostgresStore.create_schema(pool, schema)
+        store = PostgresStore(pool, schema=schema)
+        log = f'"{schema}".tpd_changes'
+        old, recent = uuid.uuid4(), uuid.uuid4()
+        await pool.execute(
+            f"INSERT INTO {log} (t_id, at) VALUES ($1, now() - interval '1 hour'), ($2, now())",
+            old,
+            recent,
+        )
+        # the next change is logged with a multiple of PRUNE_EVERY: it prunes
+        await pool.execute(
+            f"SELECT setval(pg_get_serial_sequence('{log}', 'seq'), $1)", PRUNE_EVERY - 1
+        )
+        a, b = KeyPair.generate(), KeyPair.generate()
+        added = signed(a, b)
+        await store.register([added])
+        left = {r["t_id"] for r in await pool.fetch(f"SELECT t_id FROM {log}")}
+        assert left == {recent, added.entry.id}

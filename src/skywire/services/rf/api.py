@@ -89,6 +89,9 @@ class RouteFinder:
         self._graph: Graph | None = None
         self._lock = asyncio.Lock()
         self.builds = 0
+        self._built_from: object = None
+        self.skipped_builds = 0
+        """Refreshes that found nothing changed (a source that says so: the PostgreSQL one)."""
         self.last_build_seconds = 0.0
         self.last_refresh_seconds = 0.0
         """The last rebuild's whole time: reading every transport, then the build."""
@@ -106,10 +109,16 @@ class RouteFinder:
     async def _build(self) -> Graph:
         began = time.perf_counter()
         transports = await self.source.all_transports()
+        version = getattr(self.source, "version", None)  # a source that follows changes
+        if self._graph is not None and version is not None and version == self._built_from:
+            self.skipped_builds += 1  # nothing changed since the graph was built: it stands
+            self.last_refresh_seconds = time.perf_counter() - began
+            return self._graph
         started = time.perf_counter()
         graph = await asyncio.to_thread(Graph.build, transports, self.weights)
         self.last_build_seconds = time.perf_counter() - started
         self.last_refresh_seconds = time.perf_counter() - began
+        self._built_from = version
         self._graph = graph
         self.builds += 1
         log.debug(
@@ -359,6 +368,7 @@ class _RouteFinderAPI:
                 "visors": graph.node_count,
                 "transports": graph.transport_count,
                 "builds": finder.builds,
+                "refreshes_unchanged": finder.skipped_builds,
                 "last_rebuild_seconds": round(finder.last_refresh_seconds, 3),
             }
             if finder.refresh_interval is not None:

@@ -1,7 +1,8 @@
 """PostgreSQL transport discovery store (asyncpg), the production engine.
 
-Tables (in ``schema`` when given): ``tpd_transports`` (one row per transport, latency as columns)
-and the httpauth ``httpauth_nonces``. A registration batch is inserted in one transaction.
+Tables (in ``schema`` when given): ``tpd_transports`` (one row per transport, latency as columns),
+its change log ``tpd_changes`` (kept by a trigger, :mod:`.pgchanges`) and the httpauth
+``httpauth_nonces``. A registration batch is inserted in one transaction.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from skywire.services.tpd.store import (
     TransportStore,
     check_unique_ids,
 )
+from skywire.services.tpd.store.pgchanges import create_change_log
 from skywire.transport.entry import Entry, SignedEntry
 
 __all__ = ["PostgresStore"]
@@ -109,6 +111,7 @@ class PostgresStore(TransportStore):
                 f"CREATE INDEX IF NOT EXISTS {index_prefix}tpd_transports_edge_b "
                 f"ON {table} (edge_b)"
             )
+            await create_change_log(conn, schema)
         await PostgresNonceStore.create_schema(pool, schema)
 
     @classmethod

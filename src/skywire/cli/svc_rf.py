@@ -80,7 +80,8 @@ def register(svc_app: typer.Typer) -> None:
             str,
             typer.Option(
                 "--pg-url",
-                help="Instead of --tpd: read transport discovery's PostgreSQL store directly.",
+                help="Instead of --tpd: read transport discovery's PostgreSQL store directly"
+                " (whole once, then only what its change log lists; rebuilt only on changes).",
             ),
         ] = "",
         pg_schema: Annotated[

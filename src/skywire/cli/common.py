@@ -12,6 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -166,6 +168,28 @@ RedisOption = Annotated[
     str,
     typer.Option("--redis", help="Redis URL (--store redis); password from $REDIS_PASSWORD."),
 ]
+DbOption = Annotated[Path, typer.Option("--db", help="SQLite file (--store sqlite).")]
+PgUrlOption = Annotated[str, typer.Option("--pg-url", help="PostgreSQL URL (--store postgres).")]
+PgSchemaOption = Annotated[
+    str, typer.Option("--pg-schema", help="PostgreSQL schema for the tables (optional).")
+]
+
+
+def describe_store(
+    kind: Enum, *, db: Path | str = "", pg_url: str = "", pg_schema: str = "", redis_url: str = ""
+) -> str:
+    """A service's store as its start-up line names it: ``sqlite <file>``, ``memory``,
+    ``postgres <url> [schema <name>]`` or ``redis <url>``."""
+    name = str(kind.value)
+    if name == "sqlite":
+        return f"sqlite {db}"
+    if name == "postgres":
+        return f"postgres {pg_url}" + (f" schema {pg_schema}" if pg_schema else "")
+    if name == "redis":
+        return f"redis {redis_url}"
+    return name
+
+
 RedisNamespaceOption = Annotated[
     str,
     typer.Option("--redis-namespace", help="Prefix of every Redis key (empty: upstream layout)."),

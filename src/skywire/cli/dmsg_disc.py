@@ -14,10 +14,12 @@ import typer
 from skywire.cipher import CipherError, PubKey, SecKey
 from skywire.cli.common import (
     AddrOption,
+    DbOption,
     LogFormatOption,
     LogLevelOption,
     RedisNamespaceOption,
     RedisOption,
+    describe_store,
     install_stop_signals,
     parse_addr,
     run_service,
@@ -106,11 +108,7 @@ async def _serve(
         redis_password=os.environ.get("REDIS_PASSWORD") or None,
         namespace=redis_namespace,
     )
-    where = {
-        StoreKind.sqlite: f"sqlite {db}",
-        StoreKind.memory: "memory",
-        StoreKind.redis: f"redis {redis_url}",
-    }[store_kind]
+    where = describe_store(store_kind, db=db, redis_url=redis_url)
     serving = discovery_serving(
         store,
         host,
@@ -155,9 +153,7 @@ def register(dmsg_app: typer.Typer) -> None:
         store: Annotated[
             StoreKind, typer.Option("--store", help="Where entries live.")
         ] = StoreKind.sqlite,
-        db: Annotated[
-            Path, typer.Option("--db", help="SQLite file (--store sqlite).")
-        ] = _DEFAULT_DB,
+        db: DbOption = _DEFAULT_DB,
         redis: RedisOption = "redis://localhost:6379",
         redis_namespace: RedisNamespaceOption = "",
         test_mode: Annotated[

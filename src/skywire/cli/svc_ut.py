@@ -9,8 +9,12 @@ import typer
 
 from skywire.cli.common import (
     AddrOption,
+    DbOption,
     LogFormatOption,
     LogLevelOption,
+    PgSchemaOption,
+    PgUrlOption,
+    describe_store,
     install_stop_signals,
     parse_addr,
     run_service,
@@ -50,11 +54,7 @@ async def _serve(
 
     stop = install_stop_signals()
     store = await open_store(store_kind, db=str(db), pg_url=pg_url, pg_schema=pg_schema or None)
-    where = {
-        StoreKind.sqlite: f"sqlite {db}",
-        StoreKind.memory: "memory",
-        StoreKind.postgres: f"postgres {pg_url}" + (f" schema {pg_schema}" if pg_schema else ""),
-    }[store_kind]
+    where = describe_store(store_kind, db=db, pg_url=pg_url, pg_schema=pg_schema)
     app = make_app(store, tolerance=tolerance, retention_days=retention_days)
     kept = "kept forever" if retention_days is None else f"kept {retention_days} days"
     async with store, serve_app(app, host, port, dmsg) as (server, _):
@@ -76,15 +76,9 @@ def register(svc_app: typer.Typer) -> None:
         store: Annotated[
             StoreKind, typer.Option("--store", help="Where uptimes and nonces live.")
         ] = StoreKind.sqlite,
-        db: Annotated[Path, typer.Option("--db", help="SQLite file (--store sqlite).")] = Path(
-            DEFAULT_DB
-        ),
-        pg_url: Annotated[
-            str, typer.Option("--pg-url", help="PostgreSQL URL (--store postgres).")
-        ] = DEFAULT_PG_URL,
-        pg_schema: Annotated[
-            str, typer.Option("--pg-schema", help="PostgreSQL schema for the tables (optional).")
-        ] = "",
+        db: DbOption = Path(DEFAULT_DB),
+        pg_url: PgUrlOption = DEFAULT_PG_URL,
+        pg_schema: PgSchemaOption = "",
         tolerance: Annotated[
             float,
             typer.Option(

@@ -89,7 +89,7 @@ class RouteFinder:
         self._graph: Graph | None = None
         self._lock = asyncio.Lock()
         self.builds = 0
-        self._built_from: object = None
+        self._built_from: int | None = None
         self.skipped_builds = 0
         """Refreshes that found nothing changed (a source that says so: the PostgreSQL one)."""
         self.last_build_seconds = 0.0
@@ -109,7 +109,7 @@ class RouteFinder:
     async def _build(self) -> Graph:
         began = time.perf_counter()
         transports = await self.source.all_transports()
-        version = getattr(self.source, "version", None)  # a source that follows changes
+        version = self.source.version  # a source that follows changes says when none came
         if self._graph is not None and version is not None and version == self._built_from:
             self.skipped_builds += 1  # nothing changed since the graph was built: it stands
             self.last_refresh_seconds = time.perf_counter() - began

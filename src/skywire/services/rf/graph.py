@@ -140,13 +140,22 @@ class TransportInfo(NamedTuple):
 
 
 class TransportSource(Protocol):
-    """Where the graph comes from (the TPD store or client, or a fixed list in tests)."""
+    """Where the graph comes from (the TPD store or client, or a fixed list in tests).
+
+    ``version`` is an int that changes whenever what :meth:`all_transports` returns may have
+    changed (equal versions: equal transports, no rebuild needed), or None when the source
+    cannot tell (every refresh rebuilds)."""
+
+    @property
+    def version(self) -> int | None: ...
 
     async def all_transports(self) -> list[TransportInfo]: ...
 
 
 class StaticTransportSource:
     """A :class:`TransportSource` over a list that the caller may replace or mutate."""
+
+    version: int | None = None  # the list may change under it unannounced
 
     def __init__(self, transports: Iterable[TransportInfo] = ()) -> None:
         self.transports = list(transports)

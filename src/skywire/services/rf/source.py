@@ -78,6 +78,8 @@ def parse_transport_entries(body: bytes) -> list[TransportInfo]:
 class HttpTransportSource(HTTPClientBase):
     """Reads ``<tpd_url>/all-transports`` on every :meth:`all_transports` call."""
 
+    version: int | None = None  # the listing says nothing of what changed
+
     def __init__(
         self,
         tpd_url: str,

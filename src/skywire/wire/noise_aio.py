@@ -160,9 +160,6 @@ class NoiseStream:
         if not data:
             return
         async with self._write_lock:
-            if len(data) <= WRITE_PIECE:
-                await self.inner.write(self.noise.encode_frames(data))
-                return
             view = memoryview(data)
             for off in range(0, len(view), WRITE_PIECE):
                 await self.inner.write(self.noise.encode_frames(view[off : off + WRITE_PIECE]))

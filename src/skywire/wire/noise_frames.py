@@ -34,6 +34,7 @@ __all__ = [
     "TransportCipher",
     "aead_nonce",
     "frame",
+    "split_frames",
 ]
 
 TAG_LEN = 16
@@ -165,6 +166,25 @@ def frame(body: bytes) -> bytes:
     return _U16.pack(len(body)) + body
 
 
+def split_frames(buf: bytes | bytearray | memoryview, max_body: int) -> tuple[list[int], int]:
+    """The whole ``u16 BE length ‖ body`` frames at the start of ``buf``: the offset of each
+    body (its length is the two bytes before it) and the offset just past the last one.
+    Raises :class:`FrameError` for a length over ``max_body``."""
+    bodies: list[int] = []
+    end = len(buf)
+    off = 0
+    while end - off >= PREFIX_LEN:
+        n = buf[off] << 8 | buf[off + 1]
+        if n > max_body:
+            raise FrameError(f"noise: frame length {n} exceeds {max_body}")
+        if end - off - PREFIX_LEN < n:
+            break
+        off += PREFIX_LEN
+        bodies.append(off)
+        off += n
+    return bodies, off
+
+
 class FrameReader:
     """Incremental splitter of ``u16 BE length ‖ body`` frames.
 
@@ -182,17 +202,9 @@ class FrameReader:
     def feed(self, data: bytes) -> None:
         buf = self._buf
         buf += data
-        off = 0
-        end = len(buf)
-        while end - off >= PREFIX_LEN:
-            (n,) = _U16.unpack_from(buf, off)
-            if n > self.max_body:
-                raise FrameError(f"noise: frame length {n} exceeds {self.max_body}")
-            if end - off - PREFIX_LEN < n:
-                break
-            start = off + PREFIX_LEN
-            self._frames.append(bytes(buf[start : start + n]))
-            off = start + n
+        bodies, off = split_frames(buf, self.max_body)
+        for start in bodies:
+            self._frames.append(bytes(buf[start : start + (buf[start - 2] << 8 | buf[start - 1])]))
         if off:
             del buf[:off]
 
@@ -248,21 +260,13 @@ class FrameOpener:
 
     def _open(self, src: memoryview) -> bytearray:
         end = len(src)
-        spans: list[int] = []
+        spans, off = split_frames(src, self.max_body)
         total = 0
-        off = 0
-        max_body = self.max_body
-        while end - off >= PREFIX_LEN:
-            n = src[off] << 8 | src[off + 1]
-            if n > max_body:
-                raise FrameError(f"noise: frame length {n} exceeds {max_body}")
-            if end - off - PREFIX_LEN < n:
-                break
+        for start in spans:
+            n = src[start - 2] << 8 | src[start - 1]
             if n < AUTH_SIZE:
                 raise DecryptError("noise: transport message shorter than its nonce and tag")
-            spans.append(off + PREFIX_LEN)
             total += n - AUTH_SIZE
-            off += PREFIX_LEN + n
         out = bytearray(total)
         dst = memoryview(out)
         cipher = self._cipher

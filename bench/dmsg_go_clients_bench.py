@@ -29,6 +29,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -39,18 +40,19 @@ from skywire.dmsg.server import ServerConfig
 MiB = 1 << 20
 
 
-def _wait_listed(disc: str, pk: str, timeout: float = 20.0) -> None:
-    """Until discovery lists ``pk`` with a delegated server (the tool is reachable)."""
+def _wait_listed(disc: str, path: str, what: str, listed: Any, timeout: float = 20.0) -> None:
+    """Until ``listed(answer)`` holds for discovery's JSON at ``path`` (another process's
+    first post), polling every 0.1 s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{disc}/dmsg-discovery/entry/{pk}", timeout=5) as r:
-                if json.load(r).get("client", {}).get("delegated_servers"):
+            with urllib.request.urlopen(f"{disc}/dmsg-discovery/{path}", timeout=5) as r:
+                if listed(json.load(r)):
                     return
         except OSError:
             pass
-        time.sleep(0.1)  # another process: the tool's first post
-    raise TimeoutError(f"{pk} not listed in {disc} after {timeout:g} s")
+        time.sleep(0.1)  # another process: its first post
+    raise TimeoutError(f"{what} not listed in {disc} after {timeout:g} s")
 
 
 def _one(relay: str, server: str, tools: str, www: str, mb: int) -> tuple[float, float]:
@@ -76,7 +78,7 @@ def _one(relay: str, server: str, tools: str, www: str, mb: int) -> tuple[float,
             )
             go = start_go(server, cfg, os.path.join(www, "relay.json"))
             relay_pid = go.pid
-            _wait_until_server_listed(disc)
+            _wait_listed(disc, "available_servers", "a relay", bool)
         assert relay_pid is not None
         sk = SecKey.generate()
         pk = sk.pubkey().hex()
@@ -87,7 +89,9 @@ def _one(relay: str, server: str, tools: str, www: str, mb: int) -> tuple[float,
             stderr=quiet,
         )
         try:
-            _wait_listed(disc, pk)
+            _wait_listed(
+                disc, f"entry/{pk}", pk, lambda e: e.get("client", {}).get("delegated_servers")
+            )
             out = os.path.join(www, "out.bin")
             if os.path.exists(out):
                 os.remove(out)
@@ -112,19 +116,6 @@ def _one(relay: str, server: str, tools: str, www: str, mb: int) -> tuple[float,
             go.wait(10)
         parent.send("stop")
         net.join(60)
-
-
-def _wait_until_server_listed(disc: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{disc}/dmsg-discovery/available_servers") as r:
-                if json.load(r):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)  # another process: the relay's first post
-    raise TimeoutError(f"no relay listed in {disc} after {timeout:g} s")
 
 
 def main(mb: int, rounds: int) -> None:

@@ -45,8 +45,9 @@ from skywire.dmsg.server import ServerConfig
 from skywire.dmsg.session import Session, client_handshake
 from skywire.services.dmsgdisc.client import DiscClient
 from skywire.wire.errors import WireError
-from skywire.wire.noise import MAX_BODY_LEN, Noise, Pattern, Role, TransportDecoder
+from skywire.wire.noise import Noise, Pattern, Role, TransportDecoder
 from skywire.wire.noise_aio import WRITE_PIECE
+from skywire.wire.noise_frames import MAX_BODY_LEN
 from skywire.wire.stream import ByteStream, TcpStream
 
 MiB = 1 << 20

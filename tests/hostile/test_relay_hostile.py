@@ -17,8 +17,9 @@ from skywire.dmsg.server import Server
 from skywire.dmsg.session import Session, client_handshake
 from skywire.dmsg.types import StreamRequest, decode_response, now_nanos, sign_request
 from skywire.testnet.dmsgnet import LocalDmsgNetwork
-from skywire.wire.noise import Noise, Pattern, Role, frame
+from skywire.wire.noise import Noise, Pattern, Role
 from skywire.wire.noise_aio import read_frame
+from skywire.wire.noise_frames import frame
 from skywire.wire.stream import TcpStream
 from tests.hostile._baseline import baseline
 from tests.hostile._honest import assert_served, honest_client

@@ -19,7 +19,8 @@ from skywire.dmsg.errors import DmsgError, ErrorCode
 from skywire.dmsg.session import Session, client_handshake
 from skywire.services.dmsgdisc.client import DiscClient
 from skywire.testnet.dmsgnet import LocalDmsgNetwork
-from skywire.wire.noise import Noise, Pattern, Role, frame
+from skywire.wire.noise import Noise, Pattern, Role
+from skywire.wire.noise_frames import frame
 from skywire.wire.stream import TcpStream
 
 pytestmark = pytest.mark.timeout(60)

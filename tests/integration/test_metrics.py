@@ -28,7 +28,7 @@ from skywire.testnet.dmsgnet import LocalDmsgNetwork
 from skywire.testnet.skynet import LocalSkywire
 from skywire.transport.entry import TransportType
 from skywire.visor.metrics import visor_metrics
-from skywire.wire.noise import AUTH_SIZE, MAX_PLAINTEXT, PREFIX_LEN
+from skywire.wire.noise_frames import AUTH_SIZE, MAX_PLAINTEXT, PREFIX_LEN
 from tests.integration._scrape import Scrape, parse_text, scrape
 from tests.integration.test_rf_api import LONELY, A, E
 from tests.integration.test_rf_api import running as running_rf

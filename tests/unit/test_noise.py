@@ -11,19 +11,9 @@ from hypothesis import strategies as st
 
 from skywire.cipher import KeyPair, SecKey
 from skywire.wire.errors import NoiseError
-from skywire.wire.noise import (
-    MAX_PLAINTEXT,
-    DecryptError,
-    FrameError,
-    FrameReader,
-    HandshakeError,
-    Noise,
-    Pattern,
-    Role,
-    TransportDecoder,
-    frame,
-)
+from skywire.wire.noise import HandshakeError, Noise, Pattern, Role, TransportDecoder
 from skywire.wire.noise_aio import WRITE_PIECE, NoiseStream
+from skywire.wire.noise_frames import MAX_PLAINTEXT, DecryptError, FrameError, FrameReader, frame
 from skywire.wire.pq import CLASSICAL, PQPolicy
 from tests.conftest import load_vectors
 

@@ -11,15 +11,8 @@ import logging
 import pytest
 
 from skywire.cipher import KeyPair
-from skywire.wire.noise import (
-    DecryptError,
-    HandshakeError,
-    Noise,
-    NonceWindow,
-    Pattern,
-    Role,
-    frame,
-)
+from skywire.wire.noise import HandshakeError, Noise, Pattern, Role
+from skywire.wire.noise_frames import DecryptError, NonceWindow, frame
 from skywire.wire.pq import (
     CLASSICAL,
     CT_LEN,

@@ -29,7 +29,7 @@ from skywire.apps.skychat.page import render_page
 from skywire.apps.skychat.updates import Updates
 from skywire.apps.skychat.web import host_name, message_json, parse_peer, sse_event
 from skywire.cipher import SecKey
-from skywire.wire.noise import MAX_PLAINTEXT
+from skywire.wire.noise_frames import MAX_PLAINTEXT
 
 PK_A = SecKey.generate().pubkey()
 PK_B = SecKey.generate().pubkey()

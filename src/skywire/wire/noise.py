@@ -27,18 +27,9 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from skywire.cipher import CipherError, PubKey, SecKey, noise_dh
 from skywire.wire.errors import NoiseError
 from skywire.wire.noise_frames import (
-    AUTH_SIZE,
-    MAX_BODY_LEN,
-    MAX_FRAME_SIZE,
-    MAX_PLAINTEXT,
-    NONCE_LEN,
-    PREFIX_LEN,
     TAG_LEN,
-    DecryptError,
     FrameError,
     FrameOpener,
-    FrameReader,
-    NonceWindow,
     TransportCipher,
     aead_nonce,
     frame,
@@ -56,27 +47,14 @@ from skywire.wire.pq import (
 )
 
 __all__ = [
-    "AUTH_SIZE",
     "DH_LEN",
     "HASH_LEN",
-    "MAX_BODY_LEN",
-    "MAX_FRAME_SIZE",
-    "MAX_PLAINTEXT",
-    "NONCE_LEN",
-    "PREFIX_LEN",
-    "TAG_LEN",
-    "DecryptError",
-    "FrameError",
-    "FrameReader",
     "HandshakeError",
     "Noise",
-    "NonceWindow",
     "PQRequiredError",
     "Pattern",
     "Role",
-    "TransportCipher",
     "TransportDecoder",
-    "frame",
 ]
 
 log = logging.getLogger("skywire.noise")

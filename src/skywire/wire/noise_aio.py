@@ -7,17 +7,8 @@ import struct
 
 from skywire.cipher import PubKey, SecKey
 from skywire.wire.errors import NoiseError
-from skywire.wire.noise import (
-    MAX_BODY_LEN,
-    MAX_PLAINTEXT,
-    FrameError,
-    HandshakeError,
-    Noise,
-    Pattern,
-    Role,
-    TransportDecoder,
-    frame,
-)
+from skywire.wire.noise import HandshakeError, Noise, Pattern, Role, TransportDecoder
+from skywire.wire.noise_frames import MAX_BODY_LEN, MAX_PLAINTEXT, FrameError, frame
 from skywire.wire.pq import PQPolicy
 from skywire.wire.stream import ByteStream
 

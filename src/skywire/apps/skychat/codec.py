@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import Final
 
 from skywire.apps.skychat.errors import MessageError, MessageTooLongError
-from skywire.wire.noise import MAX_PLAINTEXT
+from skywire.wire.noise_frames import MAX_PLAINTEXT
 
 __all__ = [
     "MAX_INCOMING",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Self
+from typing import Any, Generic, Self, TypeVar
 
 from aiohttp import web
 
@@ -68,3 +68,19 @@ class AppServer:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
+
+
+S = TypeVar("S")
+
+
+class StoreAppServer(AppServer, Generic[S]):
+    """An :class:`AppServer` over a service's store: a subclass's :meth:`make_app` builds the
+    application from :attr:`store` and :attr:`app_options` (the store is not closed on exit:
+    whoever opened it closes it)."""
+
+    def __init__(
+        self, store: S, host: str = "127.0.0.1", port: int = 0, **app_options: Any
+    ) -> None:
+        super().__init__(host, port)
+        self.store = store
+        self.app_options = app_options

@@ -73,7 +73,7 @@ from skywire.dmsg.disc_errors import (
     WrongTimeError,
 )
 from skywire.dmsg.netaddr import parse_server_address
-from skywire.services.appserver import AppServer
+from skywire.services.appserver import StoreAppServer
 from skywire.services.dmsgdisc.store import MAX_AVAILABLE_SERVERS, DiscStore
 
 __all__ = ["API_PREFIX", "DiscoveryServer", "make_app"]
@@ -430,16 +430,8 @@ def make_app(
     return app
 
 
-class DiscoveryServer(AppServer):
-    """Serve :func:`make_app` on a TCP address for as long as the ``async with`` block runs
-    (the store is not closed on exit: whoever opened it closes it)."""
-
-    def __init__(
-        self, store: DiscStore, host: str = "127.0.0.1", port: int = 0, **app_options: Any
-    ) -> None:
-        super().__init__(host, port)
-        self.store = store
-        self._app_options = app_options
+class DiscoveryServer(StoreAppServer[DiscStore]):
+    """Serve :func:`make_app` on a TCP address for as long as the ``async with`` block runs."""
 
     def make_app(self) -> web.Application:
-        return make_app(self.store, **self._app_options)
+        return make_app(self.store, **self.app_options)

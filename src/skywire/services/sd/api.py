@@ -43,14 +43,13 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 from aiohttp import web
 
 from skywire import __version__
 from skywire.cipher import CipherError, PubKey
 from skywire.debug.metrics import Registry, instrument_app
-from skywire.services.appserver import AppServer
+from skywire.services.appserver import StoreAppServer
 from skywire.services.httpauth import HEADER_PUBLIC_IP, HTTPAuth, NonceStore, authenticated_pk
 from skywire.services.sd.entry import (
     ServiceEntry,
@@ -304,16 +303,8 @@ def make_app(
     return app
 
 
-class SDServer(AppServer):
-    """Serve :func:`make_app` on a TCP address for as long as the ``async with`` block runs
-    (the store is not closed on exit: whoever opened it closes it)."""
-
-    def __init__(
-        self, store: ServiceStore, host: str = "127.0.0.1", port: int = 0, **app_options: Any
-    ) -> None:
-        super().__init__(host, port)
-        self.store = store
-        self._app_options = app_options
+class SDServer(StoreAppServer[ServiceStore]):
+    """Serve :func:`make_app` on a TCP address for as long as the ``async with`` block runs."""
 
     def make_app(self) -> web.Application:
-        return make_app(self.store, **self._app_options)
+        return make_app(self.store, **self.app_options)

@@ -42,7 +42,7 @@ from aiohttp import web
 from skywire import __version__
 from skywire.cipher import CipherError, PubKey
 from skywire.debug.metrics import Registry, instrument_app
-from skywire.services.appserver import AppServer
+from skywire.services.appserver import StoreAppServer
 from skywire.services.httpauth import HTTPAuth, NonceStore, authenticated_pk
 from skywire.services.tpd.store import StoreError, TransportStore
 from skywire.transport.entry import (
@@ -273,16 +273,8 @@ def make_app(
     return app
 
 
-class TPDServer(AppServer):
-    """Serve :func:`make_app` on a TCP address for as long as the ``async with`` block runs
-    (the store is not closed on exit: whoever opened it closes it)."""
-
-    def __init__(
-        self, store: TransportStore, host: str = "127.0.0.1", port: int = 0, **app_options: Any
-    ) -> None:
-        super().__init__(host, port)
-        self.store = store
-        self._app_options = app_options
+class TPDServer(StoreAppServer[TransportStore]):
+    """Serve :func:`make_app` on a TCP address for as long as the ``async with`` block runs."""
 
     def make_app(self) -> web.Application:
-        return make_app(self.store, **self._app_options)
+        return make_app(self.store, **self.app_options)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -314,9 +315,10 @@ class Deployment:
 
     async def _up(self, name: str, dmsg: PubKey | None = None) -> None:
         part = self.parts[name]
+        since = time.time_ns()
         await part.start()
         if dmsg is not None:
-            await wait_disc_entry(self.disc_url, dmsg.hex(), part)
+            await wait_disc_entry(self.disc_url, dmsg.hex(), part, since)
         assert part.proc is not None
         self.say(f"  {name:<8} up, pid {part.proc.pid}")
 

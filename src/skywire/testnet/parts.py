@@ -180,9 +180,11 @@ class Part:
         return " | ".join(text[-lines:])
 
 
-async def wait_disc_entry(disc_url: str, pk_hex: str, part: Part) -> None:
-    """Until discovery lists a relay server in ``pk_hex``'s entry (a dmsg node that has no port
-    of its own is up then); :class:`PartError` when the part exits or the time is up."""
+async def wait_disc_entry(disc_url: str, pk_hex: str, part: Part, since_ns: int) -> None:
+    """Until discovery lists a relay server in an entry of ``pk_hex`` signed at ``since_ns``
+    or later (a dmsg node that has no port of its own is up then; an entry its previous run
+    left behind, with the same key, does not count); :class:`PartError` when the part exits
+    or the time is up."""
     import aiohttp
 
     url = f"{disc_url}/dmsg-discovery/entry/{pk_hex}"
@@ -196,7 +198,8 @@ async def wait_disc_entry(disc_url: str, pk_hex: str, part: Part) -> None:
                 async with http.get(url) as resp:
                     if resp.status == 200:
                         doc = await resp.json(content_type=None)
-                        client = doc.get("client") if isinstance(doc, dict) else None
+                        fresh = isinstance(doc, dict) and doc.get("timestamp", 0) >= since_ns
+                        client = doc.get("client") if fresh else None
                         if client and client.get("delegated_servers"):
                             return
             if loop.time() > deadline:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -206,12 +207,10 @@ class ProcessNetwork:
 
     async def _start_setup_node(self) -> None:
         part = self.parts["sn"]
+        since = time.time_ns()
         await part.start()
         # no TCP port: the setup node is up once its entry lists a relay server
-        await self._wait_entry(self.setup_pk, part)
-
-    async def _wait_entry(self, pk: PubKey, part: Part) -> None:
-        await wait_disc_entry(self.disc_url, pk.hex(), part)
+        await wait_disc_entry(self.disc_url, self.setup_pk.hex(), part, since)
 
     async def visor_ready(self, i: int, *, transports: int = 0) -> dict[str, object]:
         """Wait until visor ``i`` has its dmsg sessions and at least ``transports``
